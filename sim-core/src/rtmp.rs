@@ -1,0 +1,1 @@
+//! RTMP protocol cost model (being built).

@@ -1,0 +1,1 @@
+//! The seed article audited (being built).
