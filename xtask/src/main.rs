@@ -1,1 +1,159 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's build and test entry points (see README.md).
+//!
+//! Plain `std` only, so it compiles in seconds on a fresh machine. Each command installs what it
+//! needs when missing (rustup targets, cargo tools) and says clearly what it could not do.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+cargo xtask <command>
+
+Commands:
+  test        Everything CI checks: rustfmt, clippy (-D warnings), the workspace's tests
+              (unit, property, end-to-end against the real rtmp-lab binary), and a wasm32 build
+              of sim-core. Installs the wasm32 target when missing.
+  lab         Builds the lab and runs what of it exists today (the simulator and the seed
+              audit; see README.md for what is not built yet).
+  bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
+  help        This text.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("lab") => lab(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, echoing it, and turns a failure into an error naming the step.
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("\n==> {step}");
+    eprintln!("    $ {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn rustup_has_target(target: &str) -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == target))
+        .unwrap_or(false)
+}
+
+fn ensure_wasm_target() -> Result<(), String> {
+    const T: &str = "wasm32-unknown-unknown";
+    if rustup_has_target(T) {
+        return Ok(());
+    }
+    run(
+        "install the wasm32 target",
+        Command::new("rustup").args(["target", "add", T]),
+    )
+    .map_err(|e| {
+        format!("{e}\n  sim-core must build for wasm32; install it with `rustup target add {T}`")
+    })
+}
+
+fn test() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run("tests", cargo().args(["test", "--workspace"]))?;
+    run(
+        "sim-core for wasm32",
+        cargo().args([
+            "build",
+            "-p",
+            "sim-core",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]),
+    )?;
+    eprintln!("\nxtask test: all checks passed");
+    Ok(())
+}
+
+fn lab(_args: &[String]) -> Result<(), String> {
+    run(
+        "build rtmp-lab (release)",
+        cargo().args(["build", "--release", "-p", "native-server"]),
+    )?;
+    let bin = root().join("target/release/rtmp-lab");
+    let out = root().join("out");
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    run("the seed article, audited", Command::new(&bin).arg("seed"))?;
+    run(
+        "simulate the obs-default preset",
+        Command::new(&bin).args([
+            "simulate",
+            "--preset",
+            "obs-default",
+            "--out",
+            out.join("obs-default.json").to_str().unwrap_or("out/obs-default.json"),
+            "--plot",
+            out.join("obs-default.svg").to_str().unwrap_or("out/obs-default.svg"),
+        ]),
+    )?;
+    eprintln!(
+        "\nThe lab today is the command-line simulator: trace in out/obs-default.json, chart in \
+         out/obs-default.svg.\nTry `target/release/rtmp-lab simulate --help`.\n\
+         Not built yet: the RTMP server (`rtmp-lab serve`, RTMP :1935 + http://127.0.0.1:8080) \
+         and the browser lab; see README.md."
+    );
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["bench", "-p", "sim-core"]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    run("criterion benchmarks", &mut c)
+}

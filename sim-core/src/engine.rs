@@ -1,0 +1,844 @@
+//! The discrete-event engine: runs a [`Scenario`] and returns a [`Trace`].
+//!
+//! What happens, in wall time from 0 (the publisher starts connecting):
+//!
+//! 1. **Publisher** ([`Publisher`]). After the RTMP publish set-up ([`rtmp::publish_startup`]) the
+//!    capture starts. The video [`Encoder`] and [`AudioEncoder`] produce frames; like OBS's and
+//!    FFmpeg's muxers, the publisher interleaves them by timestamp, so a packet is written only
+//!    once the other stream has produced a later one (audio therefore inherits the video
+//!    encoder's pipeline delay). Before each write the [`FrameDropper`] (OBS's 700/900 ms rule)
+//!    looks at the socket backlog; then the message, chunked at the publisher's chunk size, goes
+//!    into the uplink [`TcpPath`], which says when its last byte reaches the server.
+//! 2. **Server**. Messages reach the server in order (TCP). Each passes the [`GopCache`] and is
+//!    offered to every ready player's [`SubscriberQueue`]; a queue is flushed at once, or at the
+//!    end of its coalescing window, into that player's downlink `TcpPath` as long as the socket's
+//!    send buffer has room.
+//! 3. **Players** join at scheduled times, pay the play set-up round trips
+//!    ([`rtmp::play_startup`]), get the join burst (headers, cached GOP) and then live data; each
+//!    [`Player`] decides when every frame is shown.
+//!
+//! The event queue holds per-player events (join, ready, flush); server arrivals come from the
+//! publisher in order and are merged with it. Every decision is made by the same state machines
+//! the real server runs; the engine only moves time forward. Deterministic: same scenario and
+//! seed → same trace, on every platform.
+//!
+//! The engine is resumable ([`Engine::step`]) so a caller (the browser lab, a progress bar) can
+//! run a long scenario in slices.
+
+use crate::encoder::{AudioEncoder, AudioFrame, EncodedFrame, Encoder, FrameType};
+use crate::net::TcpPath;
+use crate::player::{PlayOutcome, Player};
+use crate::rate_control::{DropDecision, FrameDropper};
+use crate::rng::{streams, SimRng};
+use crate::rtmp::{self, HeaderForm};
+use crate::scenario::Scenario;
+use crate::server::{DropReason, GopCache, MediaInfo, MediaKind, PushOutcome, SubscriberQueue};
+use crate::trace::{
+    AudienceSummary, DropSite, FrameRecord, LatencyHistogram, Series, Startup, Trace,
+};
+use crate::units::{transmission_time, Micros};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Linux's largest autotuned send buffer (tcp_wmem max, 4 MiB): how much a player's socket
+/// accepts before the server's own queue has to hold data (MODELS §C "socket queue").
+pub const SOCKET_SEND_BUFFER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Sizes of the messages a publisher sends before media: `@setDataFrame onMetaData`, the AVC
+/// decoder configuration record and the AAC AudioSpecificConfig (typical OBS values).
+const METADATA_BYTES: u32 = 380;
+const VIDEO_SEQUENCE_HEADER_BYTES: u32 = 48;
+const AUDIO_SEQUENCE_HEADER_BYTES: u32 = 7;
+
+/// No record for this message (sequence headers and metadata).
+const NO_RECORD: u32 = u32::MAX;
+
+/// One RTMP message as the engine tracks it.
+#[derive(Debug, Clone)]
+struct Msg {
+    info: MediaInfo,
+    pts: Micros,
+    /// Written to the publisher's socket (wall time).
+    written: Micros,
+    /// Reached the server; `None` when the encoder dropped it.
+    server_arrival: Option<Micros>,
+    /// Index into the probe's records, or `NO_RECORD`.
+    record: u32,
+    /// Wall time of capture, for glass-to-glass over all players.
+    captured: Micros,
+}
+
+/// A frame out of one of the two encoders, before interleaving.
+enum Encoded {
+    Video(EncodedFrame),
+    Audio(AudioFrame),
+}
+
+impl Encoded {
+    fn dts(&self) -> Micros {
+        match self {
+            Encoded::Video(v) => v.dts,
+            Encoded::Audio(a) => a.pts,
+        }
+    }
+    fn encoded_at(&self) -> Micros {
+        match self {
+            Encoded::Video(v) => v.encoded_at,
+            Encoded::Audio(a) => a.encoded_at,
+        }
+    }
+}
+
+/// The publisher: encoders, interleaving, OBS-style dropping, the uplink socket.
+struct Publisher {
+    /// Wall time at which capture (stream time 0) starts.
+    t0: Micros,
+    /// Stream time at which capture stops.
+    capture_end: Micros,
+    video: Encoder,
+    audio: Option<AudioEncoder>,
+    next_video: Option<EncodedFrame>,
+    next_audio: Option<AudioFrame>,
+    dropper: FrameDropper,
+    uplink: TcpPath,
+    chunk_size: u32,
+    last_write: Micros,
+    /// The next message, interleaved and timed but not yet written (for Nagle's look-ahead).
+    candidate: Option<(Encoded, Micros)>,
+    /// Headers still to send before media.
+    headers_left: u8,
+    video_index: u64,
+    audio_index: u64,
+    vbv: Series,
+    send_queue: Series,
+}
+
+impl Publisher {
+    fn new(s: &Scenario, t0: Micros) -> Self {
+        let mut video = Encoder::new(&s.encoder, &s.rate_control, s.seed);
+        let mut audio = s.audio.enabled.then(|| AudioEncoder::new(&s.audio));
+        let next_video = Some(video.next_frame());
+        let next_audio = audio.as_mut().map(|a| a.next_frame());
+        let uplink = TcpPath::new(
+            &s.uplink,
+            &s.publisher_tcp,
+            s.uplink.propagation_ms,
+            SimRng::new(s.seed, streams::UPLINK),
+        );
+        Publisher {
+            t0,
+            capture_end: Micros::from_secs_f64(s.duration_s),
+            video,
+            audio,
+            next_video,
+            next_audio,
+            dropper: FrameDropper::new(&s.rate_control),
+            uplink,
+            chunk_size: s.rtmp.publisher_chunk_size,
+            last_write: t0,
+            candidate: None,
+            headers_left: 3,
+            video_index: 0,
+            audio_index: 0,
+            vbv: Series::new("vbv fullness", "bits"),
+            send_queue: Series::new("publisher socket backlog", "bytes"),
+        }
+    }
+
+    /// The next frame in interleaved (dts) order and its write time, or `None` once capture ended.
+    fn interleave_next(&mut self) -> Option<(Encoded, Micros)> {
+        let take_video = match (&self.next_video, &self.next_audio) {
+            (Some(v), Some(a)) => v.dts <= a.pts,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let (frame, other_encoded) = if take_video {
+            let v = self.next_video.take()?;
+            if v.captured_at >= self.capture_end {
+                // Capture ended: no more video; let audio drain up to the same point.
+                self.next_video = None;
+                return self.interleave_next_audio_only();
+            }
+            self.next_video = Some(self.video.next_frame());
+            let other = self.next_audio.as_ref().map(|a| a.encoded_at);
+            (Encoded::Video(v), other)
+        } else {
+            let a = self.next_audio.take()?;
+            if a.captured_at >= self.capture_end {
+                self.next_audio = None;
+                return self.interleave_next();
+            }
+            self.next_audio = self.audio.as_mut().map(|e| e.next_frame());
+            let other = self.next_video.as_ref().map(|v| v.encoded_at);
+            (Encoded::Audio(a), other)
+        };
+        // A muxer writes a packet once the other stream has a later one (or has ended).
+        let ready = frame.encoded_at().max(other_encoded.unwrap_or(Micros::ZERO));
+        let written = (self.t0 + ready).max(self.last_write);
+        self.last_write = written;
+        Some((frame, written))
+    }
+
+    fn interleave_next_audio_only(&mut self) -> Option<(Encoded, Micros)> {
+        let a = self.next_audio.take()?;
+        if a.captured_at >= self.capture_end {
+            return None;
+        }
+        self.next_audio = self.audio.as_mut().map(|e| e.next_frame());
+        let written = (self.t0 + a.encoded_at).max(self.last_write);
+        self.last_write = written;
+        Some((Encoded::Audio(a), written))
+    }
+
+    fn wire_bytes(&self, payload: u32, tag_header: u32) -> u32 {
+        rtmp::chunked_message_bytes(
+            payload.saturating_add(tag_header),
+            self.chunk_size,
+            HeaderForm::Type1,
+            false,
+        )
+        .min(u32::MAX as u64) as u32
+    }
+
+    /// Produces the next message (written and sent, or dropped by the encoder) and its record.
+    fn next(&mut self) -> Option<(Msg, Option<FrameRecord>)> {
+        if self.headers_left > 0 {
+            let (kind, size, seq) = match self.headers_left {
+                3 => (MediaKind::Data, METADATA_BYTES, false),
+                2 => (MediaKind::Video, VIDEO_SEQUENCE_HEADER_BYTES, true),
+                _ => (MediaKind::Audio, AUDIO_SEQUENCE_HEADER_BYTES, true),
+            };
+            self.headers_left -= 1;
+            if kind == MediaKind::Audio && self.audio.is_none() {
+                return self.next();
+            }
+            let info = MediaInfo {
+                kind,
+                keyframe: false,
+                sequence_header: seq,
+                timestamp: Micros::ZERO,
+                size_bytes: size,
+            };
+            let d = self.uplink.send(self.t0, self.wire_bytes(size, 0), None);
+            let msg = Msg {
+                info,
+                pts: Micros::ZERO,
+                written: self.t0,
+                server_arrival: Some(d.delivered_at),
+                record: NO_RECORD,
+                captured: self.t0,
+            };
+            return Some((msg, None));
+        }
+
+        let (frame, written) = match self.candidate.take() {
+            Some(c) => c,
+            None => self.interleave_next()?,
+        };
+        self.candidate = self.interleave_next();
+        let next_write = self.candidate.as_ref().map(|(_, w)| *w);
+
+        let (info, record) = match &frame {
+            Encoded::Video(v) => {
+                self.vbv.push(self.t0 + v.encoded_at, v.vbv_fullness_bits);
+                let info = MediaInfo {
+                    kind: MediaKind::Video,
+                    keyframe: v.keyframe,
+                    sequence_header: false,
+                    timestamp: v.dts,
+                    size_bytes: v.size_bytes,
+                };
+                let rec = FrameRecord {
+                    kind: MediaKind::Video,
+                    index: self.video_index,
+                    frame_type: Some(v.frame_type),
+                    keyframe: v.keyframe,
+                    size_bytes: v.size_bytes,
+                    dts_us: v.dts,
+                    pts_us: v.pts,
+                    captured_us: Some(self.t0 + v.captured_at),
+                    encoded_us: Some(self.t0 + v.encoded_at),
+                    sent_us: None,
+                    server_arrival_us: None,
+                    server_departure_us: None,
+                    player_arrival_us: None,
+                    played_us: None,
+                    dropped: None,
+                };
+                self.video_index += 1;
+                (info, rec)
+            }
+            Encoded::Audio(a) => {
+                let info = MediaInfo {
+                    kind: MediaKind::Audio,
+                    keyframe: false,
+                    sequence_header: false,
+                    timestamp: a.pts,
+                    size_bytes: a.size_bytes,
+                };
+                let rec = FrameRecord {
+                    kind: MediaKind::Audio,
+                    index: self.audio_index,
+                    frame_type: None,
+                    keyframe: false,
+                    size_bytes: a.size_bytes,
+                    dts_us: a.pts,
+                    pts_us: a.pts,
+                    captured_us: Some(self.t0 + a.captured_at),
+                    encoded_us: Some(self.t0 + a.encoded_at),
+                    sent_us: None,
+                    server_arrival_us: None,
+                    server_departure_us: None,
+                    player_arrival_us: None,
+                    played_us: None,
+                    dropped: None,
+                };
+                self.audio_index += 1;
+                (info, rec)
+            }
+        };
+        let mut rec = record;
+        let decision = match &frame {
+            Encoded::Video(v) => self.dropper.decide(
+                self.uplink.backlog_duration(written),
+                v.frame_type,
+                v.keyframe,
+            ),
+            Encoded::Audio(_) => DropDecision::Send,
+        };
+        let server_arrival = match decision {
+            DropDecision::Drop => {
+                rec.dropped = Some(DropSite::Encoder);
+                None
+            }
+            DropDecision::Send => {
+                let tag = if info.kind == MediaKind::Video {
+                    rtmp::FLV_VIDEO_TAG_HEADER_BYTES
+                } else {
+                    rtmp::FLV_AUDIO_TAG_HEADER_BYTES
+                };
+                let d = self
+                    .uplink
+                    .send(written, self.wire_bytes(info.size_bytes, tag), next_write);
+                self.send_queue
+                    .push(written, self.uplink.backlog_bytes(written) as f64);
+                rec.sent_us = Some(written);
+                rec.server_arrival_us = Some(d.delivered_at);
+                Some(d.delivered_at)
+            }
+        };
+        let msg = Msg {
+            info,
+            pts: rec.pts_us,
+            written,
+            server_arrival,
+            record: NO_RECORD,
+            captured: rec.captured_us.unwrap_or(written),
+        };
+        Some((msg, Some(rec)))
+    }
+}
+
+/// Per-player events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    Join,
+    Ready,
+    Flush,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    at: Micros,
+    /// Insertion order: ties at the same time run in the order they were scheduled.
+    seq: u64,
+    player: u32,
+    kind: EventKind,
+}
+
+/// One player: its server-side queue, its downlink, its playback.
+struct Subscriber {
+    joined_at: Micros,
+    ready_at: Option<Micros>,
+    queue: Option<SubscriberQueue<u32>>,
+    downlink: TcpPath,
+    player: Player<u32>,
+    disconnected: bool,
+    flush_scheduled: Option<Micros>,
+    /// Time of the last write to its socket (for play-out at the end).
+    last_arrival: Micros,
+    rebuffers_seen: u32,
+    rebuffer_time_seen: Micros,
+}
+
+/// Where the engine is in a run, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Stream time simulated so far / total, 0..=1.
+    pub fraction: f64,
+    pub done: bool,
+}
+
+/// A resumable run of one scenario.
+pub struct Engine {
+    s: Scenario,
+    publisher: Publisher,
+    publisher_done: bool,
+    msgs: Vec<Msg>,
+    records: Vec<FrameRecord>,
+    /// Next message to arrive at the server.
+    next_arrival: usize,
+    gop: GopCache<u32>,
+    subs: Vec<Subscriber>,
+    events: BinaryHeap<Reverse<Event>>,
+    event_seq: u64,
+    processing: Micros,
+    play_out: Vec<(u32, PlayOutcome)>,
+    delivery_hist: LatencyHistogram,
+    g2g_hist: LatencyHistogram,
+    audience: AudienceSummary,
+    startup: Startup,
+    player_buffer: Series,
+    rebuffers: Vec<(Micros, Micros)>,
+    now: Micros,
+    finished: bool,
+}
+
+impl Engine {
+    /// Prepares a run. The scenario should have been validated ([`Scenario::validate`]); values
+    /// out of range are clamped by the models rather than causing a panic.
+    pub fn new(s: &Scenario) -> Self {
+        let up_rtt = Micros::from_ms_f64(2.0 * s.uplink.propagation_ms);
+        let down_rtt = Micros::from_ms_f64(2.0 * s.downlink.propagation_ms);
+        let publisher_startup = rtmp::publish_startup(up_rtt, s.publisher_tcp.fast_open);
+        let player_startup = rtmp::play_startup(down_rtt, s.server_tcp.fast_open);
+        let t0 = publisher_startup.total;
+        let publisher = Publisher::new(s, t0);
+
+        let mut events = BinaryHeap::new();
+        let mut subs = Vec::with_capacity(s.players.count as usize);
+        let n = s.players.count.max(1);
+        for i in 0..n {
+            let spread = if n > 1 {
+                s.players.join_spread_s * i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            };
+            let joined_at = Micros::from_secs_f64(s.players.join_at_s + spread);
+            subs.push(Subscriber {
+                joined_at,
+                ready_at: None,
+                queue: None,
+                downlink: TcpPath::new(
+                    &s.downlink,
+                    &s.server_tcp,
+                    s.downlink.propagation_ms,
+                    SimRng::new(s.seed, streams::DOWNLINK_BASE + i as u64),
+                ),
+                player: Player::new(&s.player),
+                disconnected: false,
+                flush_scheduled: None,
+                last_arrival: Micros::ZERO,
+                rebuffers_seen: 0,
+                rebuffer_time_seen: Micros::ZERO,
+            });
+            events.push(Reverse(Event {
+                at: joined_at,
+                seq: i as u64,
+                player: i,
+                kind: EventKind::Join,
+            }));
+        }
+        let startup = Startup {
+            publisher: publisher_startup,
+            player: player_startup,
+            player_join_us: subs[0].joined_at,
+            player_ready_us: None,
+            first_keyframe_arrival_us: None,
+            first_frame_played_us: None,
+        };
+        Engine {
+            publisher,
+            publisher_done: false,
+            msgs: Vec::new(),
+            records: Vec::new(),
+            next_arrival: 0,
+            gop: GopCache::new(s.server.gop_cache, s.server.gop_cache_max_bytes),
+            event_seq: n as u64,
+            subs,
+            events,
+            processing: Micros::from_secs_f64(s.server.processing_us / 1e6),
+            play_out: Vec::new(),
+            delivery_hist: LatencyHistogram::new(),
+            g2g_hist: LatencyHistogram::new(),
+            audience: AudienceSummary {
+                players: n,
+                ..AudienceSummary::default()
+            },
+            startup,
+            player_buffer: Series::new("player buffer", "ms"),
+            rebuffers: Vec::new(),
+            now: Micros::ZERO,
+            finished: false,
+            s: s.clone(),
+        }
+    }
+
+    /// Runs a whole scenario.
+    pub fn run(s: &Scenario) -> Trace {
+        let mut e = Engine::new(s);
+        while !e.step(usize::MAX).done {}
+        e.into_trace()
+    }
+
+    /// Makes sure message `i` exists (asks the publisher for more); false when the stream ended.
+    fn ensure_msg(&mut self, i: usize) -> bool {
+        while self.msgs.len() <= i {
+            if self.publisher_done {
+                return false;
+            }
+            match self.publisher.next() {
+                Some((mut msg, rec)) => {
+                    if let Some(rec) = rec {
+                        msg.record = self.records.len() as u32;
+                        self.records.push(rec);
+                    }
+                    self.msgs.push(msg);
+                }
+                None => self.publisher_done = true,
+            }
+        }
+        true
+    }
+
+    /// Index of the next message that reaches the server (skipping encoder drops).
+    fn peek_arrival(&mut self) -> Option<(usize, Micros)> {
+        loop {
+            if !self.ensure_msg(self.next_arrival) {
+                return None;
+            }
+            match self.msgs[self.next_arrival].server_arrival {
+                Some(t) => return Some((self.next_arrival, t + self.processing)),
+                None => self.next_arrival += 1,
+            }
+        }
+    }
+
+    /// Processes up to `budget` events and reports progress.
+    pub fn step(&mut self, budget: usize) -> Progress {
+        let mut left = budget;
+        while left > 0 && !self.finished {
+            left -= 1;
+            let arrival = self.peek_arrival();
+            let event_at = self.events.peek().map(|Reverse(e)| e.at);
+            match (arrival, event_at) {
+                (None, None) => self.finish(),
+                (Some((i, t)), ev) if ev.is_none_or(|e| t < e) => {
+                    self.now = t;
+                    self.next_arrival += 1;
+                    self.on_server_arrival(i, t);
+                }
+                _ => {
+                    let Some(Reverse(ev)) = self.events.pop() else {
+                        continue;
+                    };
+                    self.now = ev.at;
+                    self.on_event(ev);
+                }
+            }
+        }
+        let total = self.publisher.t0 + self.publisher.capture_end;
+        Progress {
+            fraction: if self.finished {
+                1.0
+            } else {
+                (self.now.as_secs_f64() / total.as_secs_f64().max(1e-9)).min(0.999)
+            },
+            done: self.finished,
+        }
+    }
+
+    fn schedule(&mut self, at: Micros, player: u32, kind: EventKind) {
+        self.event_seq += 1;
+        self.events.push(Reverse(Event {
+            at,
+            seq: self.event_seq,
+            player,
+            kind,
+        }));
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let p = ev.player as usize;
+        match ev.kind {
+            EventKind::Join => {
+                let ready = ev.at + self.startup.player.total;
+                if p == 0 {
+                    self.startup.player_ready_us = Some(ready);
+                }
+                self.schedule(ready, ev.player, EventKind::Ready);
+            }
+            EventKind::Ready => {
+                let sub = &mut self.subs[p];
+                sub.ready_at = Some(ev.at);
+                let mut queue = SubscriberQueue::new(&self.s.server, !self.gop.has_keyframe());
+                let mut offered: Vec<(MediaInfo, u32)> = Vec::new();
+                for (info, id) in self.gop.join_burst() {
+                    offered.push((*info, *id));
+                }
+                for (info, id) in offered {
+                    let outcome = queue.push(ev.at, info, id);
+                    self.note_push(p, id, outcome);
+                }
+                self.subs[p].queue = Some(queue);
+                self.try_flush(p, ev.at);
+            }
+            EventKind::Flush => {
+                self.subs[p].flush_scheduled = None;
+                self.try_flush(p, ev.at);
+            }
+        }
+    }
+
+    fn on_server_arrival(&mut self, i: usize, now: Micros) {
+        let info = self.msgs[i].info;
+        let id = i as u32;
+        self.gop.push(info, id);
+        for p in 0..self.subs.len() {
+            let sub = &mut self.subs[p];
+            if sub.disconnected {
+                continue;
+            }
+            let Some(queue) = sub.queue.as_mut() else {
+                continue;
+            };
+            let outcome = queue.push(now, info, id);
+            self.note_push(p, id, outcome);
+            self.try_flush(p, now);
+        }
+    }
+
+    /// Records a queue's verdict on a message for player `p`.
+    fn note_push(&mut self, p: usize, id: u32, outcome: PushOutcome) {
+        let site = match outcome {
+            PushOutcome::Queued => return,
+            PushOutcome::Dropped(DropReason::QueueFull) => DropSite::ServerQueue,
+            PushOutcome::Dropped(DropReason::WaitingForKeyframe) => DropSite::WaitingForKeyframe,
+            PushOutcome::Dropped(DropReason::Disconnected) | PushOutcome::Disconnect => {
+                DropSite::Disconnected
+            }
+        };
+        if site == DropSite::ServerQueue {
+            self.audience.frames_dropped_server += 1;
+        }
+        if matches!(outcome, PushOutcome::Disconnect) && !self.subs[p].disconnected {
+            self.subs[p].disconnected = true;
+            self.audience.disconnected += 1;
+        }
+        if p == 0 {
+            let r = self.msgs[id as usize].record;
+            if r != NO_RECORD {
+                let rec = &mut self.records[r as usize];
+                if rec.dropped.is_none() {
+                    rec.dropped = Some(site);
+                }
+            }
+        }
+    }
+
+    /// Writes what player `p`'s queue is due to write at `now`, as far as its socket has room.
+    fn try_flush(&mut self, p: usize, now: Micros) {
+        let next_server_arrival = self
+            .msgs
+            .get(self.next_arrival)
+            .and_then(|m| m.server_arrival)
+            .map(|t| t + self.processing);
+        loop {
+            let sub = &mut self.subs[p];
+            if sub.disconnected {
+                return;
+            }
+            let Some(queue) = sub.queue.as_mut() else {
+                return;
+            };
+            let Some(due) = queue.flush_at() else {
+                return;
+            };
+            if due > now {
+                if sub.flush_scheduled.is_none_or(|t| t > due) {
+                    sub.flush_scheduled = Some(due);
+                    self.schedule(due, p as u32, EventKind::Flush);
+                }
+                return;
+            }
+            let backlog = sub.downlink.backlog_bytes(now);
+            if backlog >= SOCKET_SEND_BUFFER_BYTES {
+                // The socket is full: come back when enough has drained.
+                let rate = sub.downlink.effective_rate_bps();
+                let wait = transmission_time(backlog - SOCKET_SEND_BUFFER_BYTES / 2, rate)
+                    .max(Micros(1_000));
+                let at = now + wait;
+                if sub.flush_scheduled.is_none_or(|t| t > at) {
+                    sub.flush_scheduled = Some(at);
+                    self.schedule(at, p as u32, EventKind::Flush);
+                }
+                return;
+            }
+            let Some((info, id)) = queue.pop() else {
+                return;
+            };
+            let more_queued = queue.queued_len() > 0;
+            let tag = match info.kind {
+                MediaKind::Video => rtmp::FLV_VIDEO_TAG_HEADER_BYTES,
+                MediaKind::Audio => rtmp::FLV_AUDIO_TAG_HEADER_BYTES,
+                MediaKind::Data => 0,
+            };
+            let wire = rtmp::chunked_message_bytes(
+                info.size_bytes.saturating_add(tag),
+                self.s.server.chunk_size,
+                HeaderForm::Type1,
+                false,
+            )
+            .min(u32::MAX as u64) as u32;
+            let hint = if more_queued {
+                Some(now)
+            } else {
+                next_server_arrival
+            };
+            let d = sub.downlink.send(now, wire, hint);
+            self.audience.egress_bytes += wire as u64;
+            sub.last_arrival = sub.last_arrival.max(d.delivered_at);
+            let msg = &self.msgs[id as usize];
+            if msg.record == NO_RECORD {
+                continue;
+            }
+            self.audience.frames_delivered += 1;
+            self.delivery_hist
+                .record(d.delivered_at.diff_ms(msg.written));
+            if p == 0 {
+                let rec = &mut self.records[msg.record as usize];
+                rec.server_departure_us = Some(now);
+                rec.player_arrival_us = Some(d.delivered_at);
+                if rec.keyframe && self.startup.first_keyframe_arrival_us.is_none() {
+                    self.startup.first_keyframe_arrival_us = Some(d.delivered_at);
+                }
+            }
+            let ts = msg.info.timestamp;
+            self.play_out.clear();
+            let sub = &mut self.subs[p];
+            sub.player.on_arrival(d.delivered_at, id, ts, &mut self.play_out);
+            if p == 0 && info.kind == MediaKind::Video {
+                self.player_buffer
+                    .push(d.delivered_at, sub.player.buffer_level(d.delivered_at).as_ms_f64());
+            }
+            self.apply_play_out(p, d.delivered_at);
+        }
+    }
+
+    /// Applies the player's decisions in `play_out` to the records and statistics.
+    fn apply_play_out(&mut self, p: usize, now: Micros) {
+        for k in 0..self.play_out.len() {
+            let (id, outcome) = self.play_out[k];
+            let msg = &self.msgs[id as usize];
+            if msg.record == NO_RECORD {
+                continue;
+            }
+            match outcome {
+                PlayOutcome::Played { at } => {
+                    // Video is shown at its presentation time: add the composition offset.
+                    let shown = at + msg.pts.saturating_sub(msg.info.timestamp);
+                    self.g2g_hist.record(shown.diff_ms(msg.captured));
+                    if p == 0 {
+                        let rec = &mut self.records[msg.record as usize];
+                        rec.played_us = Some(shown);
+                        if self
+                            .startup
+                            .first_frame_played_us
+                            .is_none_or(|t| shown < t)
+                        {
+                            self.startup.first_frame_played_us = Some(shown);
+                        }
+                    }
+                }
+                PlayOutcome::Skipped { .. } => {
+                    if p == 0 {
+                        let rec = &mut self.records[msg.record as usize];
+                        if rec.dropped.is_none() {
+                            rec.dropped = Some(DropSite::Player);
+                        }
+                    }
+                }
+            }
+        }
+        let sub = &mut self.subs[p];
+        let stats = sub.player.stats();
+        if stats.rebuffer_count > sub.rebuffers_seen {
+            let added = stats.rebuffer_time.saturating_sub(sub.rebuffer_time_seen);
+            if p == 0 {
+                // The stall ended by `now` at the latest; it lasted `added`.
+                let end = now;
+                self.rebuffers.push((end.saturating_sub(added), end));
+            }
+            self.audience.rebuffer_count += (stats.rebuffer_count - sub.rebuffers_seen) as u64;
+            sub.rebuffers_seen = stats.rebuffer_count;
+            sub.rebuffer_time_seen = stats.rebuffer_time;
+        }
+    }
+
+    fn finish(&mut self) {
+        for p in 0..self.subs.len() {
+            let end = self.subs[p].last_arrival.max(self.now);
+            self.play_out.clear();
+            let sub = &mut self.subs[p];
+            sub.player.finish(end, &mut self.play_out);
+            self.apply_play_out(p, end);
+        }
+        // Frames the probe never got, for a reason other than a drop.
+        let ready = self.subs[0].ready_at;
+        for rec in &mut self.records {
+            if rec.dropped.is_some() || rec.played_us.is_some() {
+                continue;
+            }
+            let before_join = match (rec.server_arrival_us, ready) {
+                (Some(a), Some(r)) => a < r && rec.server_departure_us.is_none(),
+                (Some(_), None) => true,
+                _ => false,
+            };
+            rec.dropped = Some(if before_join {
+                DropSite::BeforeJoin
+            } else {
+                DropSite::InFlight
+            });
+        }
+        self.audience.delivery_latency = self.delivery_hist.percentiles();
+        self.audience.glass_to_glass = self.g2g_hist.percentiles();
+        self.finished = true;
+    }
+
+    /// The trace of a finished run (or of what has run so far).
+    pub fn into_trace(self) -> Trace {
+        Trace {
+            scenario: self.s.name.clone(),
+            seed: self.s.seed,
+            source: "simulated".into(),
+            duration_us: Micros::from_secs_f64(self.s.duration_s),
+            frames: self.records,
+            startup: self.startup,
+            vbv: self.publisher.vbv,
+            send_queue: self.publisher.send_queue,
+            player_buffer: self.player_buffer,
+            rebuffers: self.rebuffers,
+            audience: self.audience,
+            uplink_capacity_kbps: self.s.uplink.bottleneck_kbps,
+        }
+    }
+}
+
+/// Runs `s` to completion: shorthand for [`Engine::run`].
+pub fn simulate(s: &Scenario) -> Trace {
+    Engine::run(s)
+}
+
+#[cfg(test)]
+mod tests;
