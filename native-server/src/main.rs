@@ -58,7 +58,7 @@ struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// Simulated seconds (overrides the scenario's duration_s).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     duration: Option<f64>,
     /// Seed for every random draw (overrides the scenario's seed). Same scenario + seed gives
     /// the same trace, bit for bit.

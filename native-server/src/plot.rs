@@ -65,7 +65,10 @@ pub fn latency_svg(trace: &Trace, path: &Path) -> Result<()> {
     let y = max_y(&[&g2g_v, &g2g_a, &del_v]);
     let mut chart = ChartBuilder::on(&panels[0])
         .caption(
-            format!("{} (seed {}): per-frame latency", trace.scenario, trace.seed),
+            format!(
+                "{} (seed {}): per-frame latency",
+                trace.scenario, trace.seed
+            ),
             ("sans-serif", 20),
         )
         .margin(10)
@@ -99,7 +102,14 @@ pub fn latency_svg(trace: &Trace, path: &Path) -> Result<()> {
 
     // 2. VBV fullness, kbit.
     let vbv = series_points(&trace.vbv, 1e-3);
-    draw_series_panel(&panels[1], "VBV buffer fullness", "kbit", t_end, &vbv, MAGENTA)?;
+    draw_series_panel(
+        &panels[1],
+        "VBV buffer fullness",
+        "kbit",
+        t_end,
+        &vbv,
+        MAGENTA,
+    )?;
     // 3. Publisher socket backlog, KB.
     let backlog = series_points(&trace.send_queue, 1e-3);
     draw_series_panel(

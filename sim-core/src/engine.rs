@@ -25,12 +25,12 @@
 //! The engine is resumable ([`Engine::step`]) so a caller (the browser lab, a progress bar) can
 //! run a long scenario in slices.
 
-use crate::encoder::{AudioEncoder, AudioFrame, EncodedFrame, Encoder, FrameType};
+use crate::encoder::{AudioEncoder, AudioFrame, EncodedFrame, Encoder};
 use crate::net::TcpPath;
 use crate::player::{PlayOutcome, Player};
 use crate::rate_control::{DropDecision, FrameDropper};
 use crate::rng::{streams, SimRng};
-use crate::rtmp::{self, HeaderForm};
+use crate::rtmp::{self, HeaderForm, SessionKind};
 use crate::scenario::Scenario;
 use crate::server::{DropReason, GopCache, MediaInfo, MediaKind, PushOutcome, SubscriberQueue};
 use crate::trace::{
@@ -75,12 +75,6 @@ enum Encoded {
 }
 
 impl Encoded {
-    fn dts(&self) -> Micros {
-        match self {
-            Encoded::Video(v) => v.dts,
-            Encoded::Audio(a) => a.pts,
-        }
-    }
     fn encoded_at(&self) -> Micros {
         match self {
             Encoded::Video(v) => v.encoded_at,
@@ -155,7 +149,7 @@ impl Publisher {
         };
         let (frame, other_encoded) = if take_video {
             let v = self.next_video.take()?;
-            if v.captured_at >= self.capture_end {
+            if v.dts >= self.capture_end {
                 // Capture ended: no more video; let audio drain up to the same point.
                 self.next_video = None;
                 return self.interleave_next_audio_only();
@@ -174,7 +168,9 @@ impl Publisher {
             (Encoded::Audio(a), other)
         };
         // A muxer writes a packet once the other stream has a later one (or has ended).
-        let ready = frame.encoded_at().max(other_encoded.unwrap_or(Micros::ZERO));
+        let ready = frame
+            .encoded_at()
+            .max(other_encoded.unwrap_or(Micros::ZERO));
         let written = (self.t0 + ready).max(self.last_write);
         self.last_write = written;
         Some((frame, written))
@@ -318,9 +314,9 @@ impl Publisher {
                 } else {
                     rtmp::FLV_AUDIO_TAG_HEADER_BYTES
                 };
-                let d = self
-                    .uplink
-                    .send(written, self.wire_bytes(info.size_bytes, tag), next_write);
+                let d =
+                    self.uplink
+                        .send(written, self.wire_bytes(info.size_bytes, tag), next_write);
                 self.send_queue
                     .push(written, self.uplink.backlog_bytes(written) as f64);
                 rec.sent_us = Some(written);
@@ -395,6 +391,8 @@ pub struct Engine {
     event_seq: u64,
     processing: Micros,
     play_out: Vec<(u32, PlayOutcome)>,
+    /// Scratch: messages a queue discarded during one push.
+    purged: Vec<(u32, DropReason)>,
     delivery_hist: LatencyHistogram,
     g2g_hist: LatencyHistogram,
     audience: AudienceSummary,
@@ -409,10 +407,22 @@ impl Engine {
     /// Prepares a run. The scenario should have been validated ([`Scenario::validate`]); values
     /// out of range are clamped by the models rather than causing a panic.
     pub fn new(s: &Scenario) -> Self {
-        let up_rtt = Micros::from_ms_f64(2.0 * s.uplink.propagation_ms);
-        let down_rtt = Micros::from_ms_f64(2.0 * s.downlink.propagation_ms);
-        let publisher_startup = rtmp::publish_startup(up_rtt, s.publisher_tcp.fast_open);
-        let player_startup = rtmp::play_startup(down_rtt, s.server_tcp.fast_open);
+        // Both directions of a connection share its path settings (symmetric paths).
+        let processing = s.rtmp.server_processing();
+        let publisher_startup = rtmp::startup_on_paths(
+            SessionKind::Publish,
+            &s.uplink,
+            &s.uplink,
+            processing,
+            s.publisher_tcp.fast_open,
+        );
+        let player_startup = rtmp::startup_on_paths(
+            SessionKind::Play,
+            &s.downlink,
+            &s.downlink,
+            processing,
+            s.server_tcp.fast_open,
+        );
         let t0 = publisher_startup.total;
         let publisher = Publisher::new(s, t0);
 
@@ -470,6 +480,7 @@ impl Engine {
             events,
             processing: Micros::from_secs_f64(s.server.processing_us / 1e6),
             play_out: Vec::new(),
+            purged: Vec::new(),
             delivery_hist: LatencyHistogram::new(),
             g2g_hist: LatencyHistogram::new(),
             audience: AudienceSummary {
@@ -582,15 +593,22 @@ impl Engine {
             EventKind::Ready => {
                 let sub = &mut self.subs[p];
                 sub.ready_at = Some(ev.at);
+                // Media starts on a connection that so far carried only the handshake.
+                sub.downlink.restart_slow_start();
                 let mut queue = SubscriberQueue::new(&self.s.server, !self.gop.has_keyframe());
                 let mut offered: Vec<(MediaInfo, u32)> = Vec::new();
                 for (info, id) in self.gop.join_burst() {
                     offered.push((*info, *id));
                 }
+                let mut purged = std::mem::take(&mut self.purged);
                 for (info, id) in offered {
-                    let outcome = queue.push(ev.at, info, id);
+                    let outcome = queue.push_with_drops(ev.at, info, id, |_, id, why| {
+                        purged.push((id, why));
+                    });
                     self.note_push(p, id, outcome);
+                    self.note_purged(p, &mut purged);
                 }
+                self.purged = purged;
                 self.subs[p].queue = Some(queue);
                 self.try_flush(p, ev.at);
             }
@@ -613,8 +631,11 @@ impl Engine {
             let Some(queue) = sub.queue.as_mut() else {
                 continue;
             };
-            let outcome = queue.push(now, info, id);
+            let mut purged = std::mem::take(&mut self.purged);
+            let outcome = queue.push_with_drops(now, info, id, |_, id, why| purged.push((id, why)));
             self.note_push(p, id, outcome);
+            self.note_purged(p, &mut purged);
+            self.purged = purged;
             self.try_flush(p, now);
         }
     }
@@ -644,6 +665,13 @@ impl Engine {
                     rec.dropped = Some(site);
                 }
             }
+        }
+    }
+
+    /// Records messages a queue discarded from its backlog to make room.
+    fn note_purged(&mut self, p: usize, purged: &mut Vec<(u32, DropReason)>) {
+        for (id, why) in purged.drain(..) {
+            self.note_push(p, id, PushOutcome::Dropped(why));
         }
     }
 
@@ -727,10 +755,13 @@ impl Engine {
             let ts = msg.info.timestamp;
             self.play_out.clear();
             let sub = &mut self.subs[p];
-            sub.player.on_arrival(d.delivered_at, id, ts, &mut self.play_out);
+            sub.player
+                .on_arrival(d.delivered_at, id, ts, &mut self.play_out);
             if p == 0 && info.kind == MediaKind::Video {
-                self.player_buffer
-                    .push(d.delivered_at, sub.player.buffer_level(d.delivered_at).as_ms_f64());
+                self.player_buffer.push(
+                    d.delivered_at,
+                    sub.player.buffer_level(d.delivered_at).as_ms_f64(),
+                );
             }
             self.apply_play_out(p, d.delivered_at);
         }
@@ -752,10 +783,8 @@ impl Engine {
                     if p == 0 {
                         let rec = &mut self.records[msg.record as usize];
                         rec.played_us = Some(shown);
-                        if self
-                            .startup
-                            .first_frame_played_us
-                            .is_none_or(|t| shown < t)
+                        if rec.kind == MediaKind::Video
+                            && self.startup.first_frame_played_us.is_none_or(|t| shown < t)
                         {
                             self.startup.first_frame_played_us = Some(shown);
                         }

@@ -14,9 +14,12 @@ pub mod units;
 pub use units::Micros;
 
 pub mod encoder;
+pub mod engine;
 pub mod net;
 pub mod player;
 pub mod rate_control;
-pub mod server;
 pub mod rtmp;
+pub mod scenario;
 pub mod seed;
+pub mod server;
+pub mod trace;

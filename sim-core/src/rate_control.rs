@@ -3,11 +3,11 @@
 //!
 //! Three state machines live here, each usable on its own:
 //!
-//! * [`VbvBuffer`]: the VBV/HRD leaky bucket of MODELS.md §B2 [X1]. The encoder model runs it on
+//! * [`VbvBuffer`]: the VBV/HRD leaky bucket of MODELS.md §B2 \[X1\]. The encoder model runs it on
 //!   its own frames; the real server runs it on frames arriving from OBS to show how full the
 //!   publisher's VBV would be.
-//! * [`QpController`]: the frame-level proportional(-integral) QP law of MODELS.md §B5 [TM5b].
-//! * [`FrameDropper`]: OBS's `rtmp-stream.c` frame dropping under sender backlog (§B5, [O2]).
+//! * [`QpController`]: the frame-level proportional(-integral) QP law of MODELS.md §B5 \[TM5b\].
+//! * [`FrameDropper`]: OBS's `rtmp-stream.c` frame dropping under sender backlog (§B5, \[O2\]).
 //!
 //! The encoder model that combines the first two per rate-control mode is
 //! [`crate::encoder::Encoder`].
@@ -25,7 +25,7 @@ pub(crate) fn clamp_f64(x: f64, lo: f64, hi: f64) -> f64 {
 }
 
 /// log₂ 2 / 6 = ln 2 / 6: the relative change in frame bits per +1 QP near the operating point
-/// (b ∝ 2^(−QP/6), MODELS.md §A2 [X1]).
+/// (b ∝ 2^(−QP/6), MODELS.md §A2 \[X1\]).
 pub const BITS_PER_QP: f64 = core::f64::consts::LN_2 / 6.0;
 
 // ---------------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ pub struct VbvStep {
     pub filler_bits: f64,
 }
 
-/// The VBV (HRD coded-picture-buffer) leaky bucket, MODELS.md §B2 [X1].
+/// The VBV (HRD coded-picture-buffer) leaky bucket, MODELS.md §B2 \[X1\].
 ///
 /// F is the fullness of the decoder's buffer in bits, B its size, R_max the rate at which the
 /// channel fills it (bits/s). The sender's queue is Q = B − F, so the delay a frame spends
@@ -110,7 +110,12 @@ fn non_negative_or_zero(v: f64) -> f64 {
 impl VbvBuffer {
     /// A bucket of `buffer_bits` filled at `max_rate_bps`, starting `init_fraction` full
     /// (clamped to 0..1).
-    pub fn new(buffer_bits: f64, max_rate_bps: f64, init_fraction: f64, overflow: VbvOverflow) -> Self {
+    pub fn new(
+        buffer_bits: f64,
+        max_rate_bps: f64,
+        init_fraction: f64,
+        overflow: VbvOverflow,
+    ) -> Self {
         let buffer_bits = non_negative_or_zero(buffer_bits);
         let init = if init_fraction.is_nan() {
             0.0
@@ -150,7 +155,11 @@ impl VbvBuffer {
     /// equal to the last one, never panics); refill = max_rate × elapsed since the previous
     /// frame. See the type's documentation for the order of operations.
     pub fn on_frame(&mut self, at: Micros, bits: f64) -> VbvStep {
-        let bits = if bits.is_nan() || bits < 0.0 { 0.0 } else { bits };
+        let bits = if bits.is_nan() || bits < 0.0 {
+            0.0
+        } else {
+            bits
+        };
         let filled = self.fullness_bits + self.refill_until(at);
         self.last_at = Some(self.last_at.map_or(at, |last| last.max(at)));
         let excess = (filled - self.buffer_bits).max(0.0);
@@ -174,6 +183,14 @@ impl VbvBuffer {
             overflow_bits,
             filler_bits,
         }
+    }
+
+    /// Like [`VbvBuffer::fullness_at`] but without stopping at B: above B by the bits that
+    /// would be clipped or written as filler. A controller steering on this sees how far an
+    /// encoder is under-spending even while the buffer sits at full.
+    #[inline]
+    pub fn unclipped_fullness_at(&self, at: Micros) -> f64 {
+        self.fullness_bits + self.refill_until(at)
     }
 
     /// Current fullness F in bits (after the last frame's removal).
@@ -218,7 +235,7 @@ impl VbvBuffer {
 // QP controller
 // ---------------------------------------------------------------------------------------------
 
-/// The frame-level QP law of MODELS.md §B5 [TM5b], with an integral term.
+/// The frame-level QP law of MODELS.md §B5 \[TM5b\], with an integral term.
 ///
 /// Each frame the caller supplies a normalised error e_n (dimensionless; positive = the encoder
 /// is spending too many bits, e.g. (F* − F)/B for a VBV or (Σb − wanted)/B_abr for ABR), and
@@ -267,8 +284,16 @@ impl QpController {
         qp_max: f64,
     ) -> Self {
         let base_qp = if base_qp.is_finite() { base_qp } else { 0.0 };
-        let qp_min = if qp_min.is_nan() { f64::NEG_INFINITY } else { qp_min };
-        let qp_max = if qp_max.is_nan() { f64::INFINITY } else { qp_max.max(qp_min) };
+        let qp_min = if qp_min.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            qp_min
+        };
+        let qp_max = if qp_max.is_nan() {
+            f64::INFINITY
+        } else {
+            qp_max.max(qp_min)
+        };
         let step = if step.is_nan() { 0.0 } else { step.max(0.0) };
         QpController {
             base_qp,
@@ -401,7 +426,7 @@ impl DropPriority {
     }
 }
 
-/// OBS `rtmp-stream.c` frame dropping under sender backlog (MODELS.md §B5, [O2]).
+/// OBS `rtmp-stream.c` frame dropping under sender backlog (MODELS.md §B5, \[O2\]).
 ///
 /// Before each video frame is queued, OBS measures the duration of the packets still waiting
 /// to be sent (`queued`: last queued DTS − first queued video DTS). Above
@@ -452,7 +477,12 @@ impl FrameDropper {
     }
 
     /// Send or drop the next video frame, given the sender's queued duration when it arrives.
-    pub fn decide(&mut self, queued: Micros, frame_type: FrameType, keyframe: bool) -> DropDecision {
+    pub fn decide(
+        &mut self,
+        queued: Micros,
+        frame_type: FrameType,
+        keyframe: bool,
+    ) -> DropDecision {
         if !self.enabled {
             return DropDecision::Send;
         }
@@ -536,6 +566,16 @@ pub struct RateControlConfig {
     pub drop_b_threshold_ms: f64,
     /// Also drop P-frames beyond this (OBS: 900 ms).
     pub drop_p_threshold_ms: f64,
+    /// VBV fullness (fraction of the buffer, seen just before a frame is removed) that CBR
+    /// steers toward, and below which VBR / capped CRF / ABR-with-VBV raise QP.
+    ///
+    /// The default 0.9 equals the default `vbv_init`: CBR then keeps the cumulative bit count
+    /// on R·t from the first frame, as x264's ABR part does, and the rate over any minute is on
+    /// target whatever the buffer-to-rate ratio (a CBR stream spends F₀ − F* extra bits while
+    /// it settles: 0.3·B with 0.6, i.e. +6% over the first minute for a 12 s buffer). Lower
+    /// values (x264's lookahead VBV aims at 50–80%) leave a longer standing sender queue
+    /// B − F* and more headroom for I-frames; higher values mean more filler.
+    pub vbv_target_fullness: f64,
 }
 
 impl Default for RateControlConfig {
@@ -556,6 +596,7 @@ impl Default for RateControlConfig {
             drop_frames: true,
             drop_b_threshold_ms: 700.0,
             drop_p_threshold_ms: 900.0,
+            vbv_target_fullness: 0.9,
         }
     }
 }
@@ -588,6 +629,7 @@ impl RateControlConfig {
         c.range("qp_gain", self.qp_gain, 0.0, 1000.0);
         c.non_negative("drop_b_threshold_ms", self.drop_b_threshold_ms);
         c.non_negative("drop_p_threshold_ms", self.drop_p_threshold_ms);
+        c.range("vbv_target_fullness", self.vbv_target_fullness, 0.0, 1.0);
         if self.max_rate_kbps > 0.0 && self.bitrate_kbps > 0.0 {
             c.ensure(
                 self.max_rate_kbps >= self.bitrate_kbps,
@@ -604,6 +646,285 @@ impl RateControlConfig {
                 "vbv_buffer_kbits",
                 "CBR and VBR need a VBV buffer (> 0 kbit)",
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn vbv_step_by_step_clip() {
+        // B = 1000 bits, R = 300 b/s, init 0.9 → F0 = 900; frames 1 s apart.
+        let mut v = VbvBuffer::new(1000.0, 300.0, 0.9, VbvOverflow::Clip);
+        assert_eq!(v.fullness_bits(), 900.0);
+        // t = 0: no refill before the first frame; 900 − 200 = 700.
+        let s = v.on_frame(Micros(0), 200.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (900.0, 700.0)
+        );
+        assert!(!s.underflow);
+        // t = 1 s: 700 + 300 = 1000 (exactly full, no overflow); − 500 = 500.
+        let s = v.on_frame(Micros(S), 500.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (1000.0, 500.0)
+        );
+        assert_eq!((s.overflow_bits, s.filler_bits), (0.0, 0.0));
+        // t = 2 s: 500 + 300 = 800; a 900-bit frame underflows by 100 → clamped to 0.
+        let s = v.on_frame(Micros(2 * S), 900.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (800.0, 0.0)
+        );
+        assert!(s.underflow);
+        // t = 3 s: 0 + 300 = 300; an empty frame leaves 300.
+        let s = v.on_frame(Micros(3 * S), 0.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (300.0, 300.0)
+        );
+        // t = 5 s (2 s gap): 300 + 600 = 900; − 100 = 800.
+        let s = v.on_frame(Micros(5 * S), 100.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (900.0, 800.0)
+        );
+        // t = 6 s: 800 + 300 = 1100 → 100 bits clipped; − 0 = 1000.
+        let s = v.on_frame(Micros(6 * S), 0.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (1000.0, 1000.0)
+        );
+        assert_eq!((s.overflow_bits, s.filler_bits), (100.0, 0.0));
+        // t = 6.5 s: 1000 + 150 → 150 clipped; − 400 = 600.
+        let s = v.on_frame(Micros(6 * S + S / 2), 400.0);
+        assert_eq!(s.overflow_bits, 150.0);
+        assert_eq!(s.fullness_after_bits, 600.0);
+        assert_eq!(v.frames(), 7);
+        assert_eq!(v.underflows(), 1);
+        assert_eq!(v.total_overflow_bits(), 250.0);
+        assert_eq!(v.queue_bits(), 400.0);
+    }
+
+    #[test]
+    fn vbv_filler_keeps_the_channel_at_max_rate() {
+        let mut v = VbvBuffer::new(1000.0, 300.0, 0.9, VbvOverflow::Filler);
+        v.on_frame(Micros(0), 100.0); // 800
+        let s = v.on_frame(Micros(S), 0.0); // 800 + 300 = 1100 → 100 filler
+        assert_eq!((s.filler_bits, s.overflow_bits), (100.0, 0.0));
+        assert_eq!(s.fullness_before_bits, 1000.0);
+        assert_eq!(s.fullness_after_bits, 1000.0);
+        // 2 s later: 1000 + 600 → 600 filler, then a 700-bit frame → 300.
+        let s = v.on_frame(Micros(3 * S), 700.0);
+        assert_eq!(s.filler_bits, 600.0);
+        assert_eq!(s.fullness_after_bits, 300.0);
+        // Channel bits = F0 + R·t = 900 + 900 = 1800 = frames (800) + filler (700) + F (300).
+        assert_eq!(v.total_filler_bits(), 700.0);
+        assert_eq!(
+            900.0 + 300.0 * 3.0,
+            800.0 + v.total_filler_bits() + v.fullness_bits()
+        );
+    }
+
+    #[test]
+    fn vbv_accepts_anything() {
+        let mut v = VbvBuffer::new(1000.0, 300.0, 0.5, VbvOverflow::Clip);
+        v.on_frame(Micros(2 * S), 100.0); // 400
+                                          // Going back in time: no refill, and the clock does not move back.
+        let s = v.on_frame(Micros(S), 100.0);
+        assert_eq!(
+            (s.fullness_before_bits, s.fullness_after_bits),
+            (400.0, 300.0)
+        );
+        let s = v.on_frame(Micros(3 * S), f64::NAN); // treated as 0 bits; refill from 2 s
+        assert_eq!(s.fullness_after_bits, 600.0);
+        let s = v.on_frame(Micros(3 * S), -50.0);
+        assert_eq!(s.fullness_after_bits, 600.0);
+        let s = v.on_frame(Micros(3 * S), f64::INFINITY);
+        assert!(s.underflow);
+        assert_eq!(s.fullness_after_bits, 0.0);
+        let s = v.on_frame(Micros::MAX, 1.0);
+        assert_eq!(s.fullness_before_bits, 1000.0);
+        for (b, r, i) in [
+            (f64::NAN, f64::NAN, f64::NAN),
+            (-1.0, -1.0, -1.0),
+            (f64::INFINITY, f64::INFINITY, 2.0),
+            (0.0, 0.0, 0.9),
+        ] {
+            let mut v = VbvBuffer::new(b, r, i, VbvOverflow::Filler);
+            let s = v.on_frame(Micros(0), 10.0);
+            assert!(s.fullness_after_bits >= 0.0 && s.fullness_after_bits.is_finite());
+            let s = v.on_frame(Micros(S), 10.0);
+            assert!(s.fullness_after_bits >= 0.0);
+        }
+        // A zero-size buffer: every non-empty frame underflows, nothing panics.
+        let mut v = VbvBuffer::new(0.0, 1e6, 0.9, VbvOverflow::Clip);
+        assert!(v.on_frame(Micros(S), 1.0).underflow);
+        assert!(!v.on_frame(Micros(2 * S), 0.0).underflow);
+    }
+
+    #[test]
+    fn vbv_peek_matches_the_step() {
+        let mut v = VbvBuffer::new(1000.0, 300.0, 0.2, VbvOverflow::Clip);
+        v.on_frame(Micros(0), 0.0);
+        assert_eq!(v.fullness_at(Micros(S)), 500.0);
+        assert_eq!(v.fullness_at(Micros(4 * S)), 1000.0);
+        assert_eq!(v.unclipped_fullness_at(Micros(4 * S)), 1400.0);
+        assert_eq!(v.on_frame(Micros(S), 0.0).fullness_before_bits, 500.0);
+    }
+
+    #[test]
+    fn qp_controller_law() {
+        // K = 6, no integral, step 4, range 10..40, base 23.
+        let mut c = QpController::new(23.0, 6.0, 0.0, 4.0, 10.0, 40.0);
+        assert_eq!(c.qp(), 23.0);
+        assert_eq!(c.next_qp(0.0), 23.0);
+        assert_eq!(c.next_qp(0.5), 26.0); // 23 + 6·0.5
+        assert_eq!(c.next_qp(2.0), 30.0); // wants 35, limited to +4
+        assert_eq!(c.next_qp(2.0), 34.0);
+        assert_eq!(c.next_qp(2.0), 35.0);
+        assert_eq!(c.next_qp(10.0), 39.0);
+        assert_eq!(c.next_qp(10.0), 40.0); // qp_max
+        assert_eq!(c.next_qp(-10.0), 36.0); // −4 per frame
+        assert_eq!(c.next_qp(f64::NAN), 32.0); // NaN = no error → heads back to 23
+                                               // Integral: K_i = 0.5, constant error 1 → I grows 0.5 per frame.
+        let mut c = QpController::new(20.0, 0.0, 0.5, f64::INFINITY, 0.0, 51.0);
+        assert_eq!(c.next_qp(1.0), 20.5);
+        assert_eq!(c.next_qp(1.0), 21.0);
+        assert_eq!(c.integral(), 1.0);
+        assert_eq!(c.next_qp(-2.0), 20.0);
+        // Raise-only: integral and output never below base.
+        let mut c = QpController::new(0.0, 6.0, 1.0, f64::INFINITY, 0.0, 20.0)
+            .with_integral_range(0.0, f64::INFINITY);
+        assert_eq!(c.next_qp(-1.0), 0.0);
+        assert_eq!(c.integral(), 0.0);
+        assert_eq!(c.next_qp(1.0), 7.0);
+        // Garbage parameters do not panic.
+        let mut c = QpController::new(f64::NAN, f64::NAN, -1.0, f64::NAN, f64::NAN, f64::NAN);
+        assert!(c.next_qp(1.0).is_finite());
+        let mut c = QpController::new(23.0, 1.0, 1.0, 1.0, 40.0, 10.0);
+        assert_eq!(c.next_qp(0.0), 40.0);
+    }
+
+    #[test]
+    fn qp_controller_gains() {
+        // 200 kbit frames into a 6 Mbit buffer: a = (ln 2/6)/30.
+        let a = QpController::loop_sensitivity(200e3, 6e6);
+        assert!((a - BITS_PER_QP / 30.0).abs() < 1e-15);
+        assert!((QpController::critical_integral_gain(6.0, a) - a * 9.0).abs() < 1e-15);
+        assert_eq!(QpController::stable_gain(6.0, a), 6.0);
+        assert_eq!(QpController::stable_gain(100.0, 0.5), 2.0);
+        assert_eq!(QpController::loop_sensitivity(1.0, 0.0), 0.0);
+    }
+
+    fn dropper() -> FrameDropper {
+        FrameDropper::new(&RateControlConfig::default())
+    }
+
+    #[test]
+    fn dropper_thresholds() {
+        use FrameType::*;
+        let ms = Micros::from_ms;
+        let mut d = dropper();
+        // Below 700 ms everything goes.
+        for (t, k) in [(I, true), (P, false), (B, false)] {
+            assert_eq!(d.decide(ms(700), t, k), DropDecision::Send);
+        }
+        // 701–900 ms: B dropped, P and I sent.
+        assert_eq!(d.decide(ms(701), B, false), DropDecision::Drop);
+        assert_eq!(d.dropping(), Some(DropPriority::High));
+        assert_eq!(d.decide(ms(800), P, false), DropDecision::Send);
+        assert_eq!(d.dropping(), None);
+        // The B level is sticky until a reference passes, even once the queue is short.
+        assert_eq!(d.decide(ms(750), B, false), DropDecision::Drop);
+        assert_eq!(d.decide(ms(10), B, false), DropDecision::Drop);
+        assert_eq!(d.decide(ms(10), P, false), DropDecision::Send);
+        assert_eq!(d.decide(ms(10), B, false), DropDecision::Send);
+        // Above 900 ms: P dropped, and every non-IDR frame until the next keyframe.
+        assert_eq!(d.decide(ms(901), P, false), DropDecision::Drop);
+        assert_eq!(d.decide(ms(0), P, false), DropDecision::Drop);
+        assert_eq!(d.decide(ms(0), B, false), DropDecision::Drop);
+        assert_eq!(d.decide(ms(0), I, false), DropDecision::Drop); // non-IDR I
+        assert_eq!(d.decide(ms(0), I, true), DropDecision::Send);
+        assert_eq!(d.decide(ms(0), B, false), DropDecision::Send);
+        // A keyframe is sent even above 900 ms.
+        assert_eq!(d.decide(ms(5000), I, true), DropDecision::Send);
+        assert_eq!(d.dropped(), 7);
+        assert_eq!(d.purge_below(ms(800)), Some(DropPriority::High));
+        assert_eq!(d.purge_below(ms(1000)), Some(DropPriority::Highest));
+        assert_eq!(d.purge_below(ms(100)), None);
+        // Disabled: always send.
+        let mut d = FrameDropper::new(&RateControlConfig {
+            drop_frames: false,
+            ..Default::default()
+        });
+        assert_eq!(d.decide(Micros::MAX, B, false), DropDecision::Send);
+        assert_eq!(d.purge_below(Micros::MAX), None);
+        assert_eq!(d.dropped(), 0);
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(DropPriority::of(FrameType::I, true), DropPriority::Highest);
+        assert_eq!(DropPriority::of(FrameType::I, false), DropPriority::High);
+        assert_eq!(DropPriority::of(FrameType::P, false), DropPriority::High);
+        assert_eq!(
+            DropPriority::of(FrameType::B, false),
+            DropPriority::Disposable
+        );
+        assert!(DropPriority::Disposable < DropPriority::High);
+    }
+
+    #[test]
+    fn new_config_field_defaults_and_validates() {
+        let cfg: RateControlConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(cfg.vbv_target_fullness, 0.9);
+        let mut c = Checker::new();
+        RateControlConfig {
+            vbv_target_fullness: 1.5,
+            ..Default::default()
+        }
+        .validate(&mut c);
+        assert_eq!(c.into_errors()[0].path, "vbv_target_fullness");
+    }
+
+    fn any_bits() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => 0.0..5e6f64,
+            1 => Just(f64::NAN),
+            1 => -1e6..0.0f64,
+            1 => Just(f64::INFINITY),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn vbv_fullness_stays_in_the_buffer(
+            buffer in 0.0..1e7f64,
+            rate in 0.0..2e7f64,
+            init in 0.0..=1.0f64,
+            filler in any::<bool>(),
+            frames in prop::collection::vec((0u64..3_000_000, any::<bool>(), any_bits()), 1..200),
+        ) {
+            let mode = if filler { VbvOverflow::Filler } else { VbvOverflow::Clip };
+            let mut v = VbvBuffer::new(buffer, rate, init, mode);
+            let mut t = 0u64;
+            for (dt, backwards, bits) in frames {
+                t = if backwards { t.saturating_sub(dt) } else { t + dt };
+                let s = v.on_frame(Micros(t), bits);
+                prop_assert!(s.fullness_after_bits >= 0.0);
+                prop_assert!(s.fullness_before_bits >= 0.0);
+                prop_assert!(s.fullness_before_bits <= v.buffer_bits());
+                prop_assert!(s.fullness_after_bits <= s.fullness_before_bits);
+                prop_assert!(s.overflow_bits >= 0.0 && s.filler_bits >= 0.0);
+                prop_assert_eq!(s.fullness_after_bits, v.fullness_bits());
+            }
         }
     }
 }

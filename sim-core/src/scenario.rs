@@ -9,7 +9,7 @@ use crate::check::{Checker, FieldError};
 use crate::encoder::{AudioConfig, EncoderConfig};
 use crate::net::{JitterConfig, JitterDistribution, LossConfig, PathConfig, TcpConfig};
 use crate::player::{CatchUpConfig, PlayerConfig};
-use crate::rate_control::{RateControlConfig, RateControlMode};
+use crate::rate_control::RateControlConfig;
 use crate::rtmp::RtmpConfig;
 use crate::server::ServerConfig;
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,12 @@ impl Scenario {
         c.section("players", |c| {
             c.int_range("count", self.players.count as u64, 1, 100_000);
             c.range("join_at_s", self.players.join_at_s, 0.0, 24.0 * 3600.0);
-            c.range("join_spread_s", self.players.join_spread_s, 0.0, 24.0 * 3600.0);
+            c.range(
+                "join_spread_s",
+                self.players.join_spread_s,
+                0.0,
+                24.0 * 3600.0,
+            );
         });
         c.into_errors()
     }
@@ -315,7 +320,7 @@ fn mobile_3g(mut s: Scenario) -> Scenario {
             loss_bad: 0.5,
         },
         queue_limit_bytes: 256 * 1024,
-        mss_bytes: 1448,
+        ..PathConfig::default()
     };
     s
 }

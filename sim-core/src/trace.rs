@@ -92,7 +92,8 @@ pub struct Startup {
     pub player_ready_us: Option<Micros>,
     /// When the first video keyframe reached the player.
     pub first_keyframe_arrival_us: Option<Micros>,
-    /// When the first frame was shown.
+    /// When the first video frame was shown (audio may start earlier: a server waiting for a
+    /// keyframe lets audio through).
     pub first_frame_played_us: Option<Micros>,
 }
 
@@ -369,11 +370,13 @@ impl Trace {
             }
             max_window_bytes = max_window_bytes.max(window_bytes);
         }
+        // (`+ 0.0`: an empty float sum is −0.0.)
         let rebuffer_ms = self
             .rebuffers
             .iter()
             .map(|(a, b)| b.diff_ms(*a))
-            .sum::<f64>();
+            .sum::<f64>()
+            + 0.0;
         Summary {
             scenario: self.scenario.clone(),
             seed: self.seed,

@@ -72,7 +72,11 @@ fn rustup_has_target(target: &str) -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == target))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == target)
+        })
         .unwrap_or(false)
 }
 
@@ -103,6 +107,11 @@ fn test() -> Result<(), String> {
             "-D",
             "warnings",
         ]),
+    )?;
+    // The end-to-end tests run the real binary: build it first (tests/lib.rs finds it).
+    run(
+        "build rtmp-lab for the end-to-end tests",
+        cargo().args(["build", "-p", "native-server"]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
     run(
@@ -135,9 +144,13 @@ fn lab(_args: &[String]) -> Result<(), String> {
             "--preset",
             "obs-default",
             "--out",
-            out.join("obs-default.json").to_str().unwrap_or("out/obs-default.json"),
+            out.join("obs-default.json")
+                .to_str()
+                .unwrap_or("out/obs-default.json"),
             "--plot",
-            out.join("obs-default.svg").to_str().unwrap_or("out/obs-default.svg"),
+            out.join("obs-default.svg")
+                .to_str()
+                .unwrap_or("out/obs-default.svg"),
         ]),
     )?;
     eprintln!(

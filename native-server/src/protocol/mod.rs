@@ -1,0 +1,1 @@
+//! RTMP protocol codec (being built).
