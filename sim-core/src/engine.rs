@@ -66,6 +66,8 @@ struct Msg {
     record: u32,
     /// Wall time of capture, for glass-to-glass over all players.
     captured: Micros,
+    /// Bytes on the wire from the server to a player (same for every player).
+    wire_down: u32,
 }
 
 /// A frame out of one of the two encoders, before interleaving.
@@ -187,14 +189,8 @@ impl Publisher {
         Some((Encoded::Audio(a), written))
     }
 
-    fn wire_bytes(&self, payload: u32, tag_header: u32) -> u32 {
-        rtmp::chunked_message_bytes(
-            payload.saturating_add(tag_header),
-            self.chunk_size,
-            HeaderForm::Type1,
-            false,
-        )
-        .min(u32::MAX as u64) as u32
+    fn wire_bytes(&self, kind: MediaKind, payload: u32) -> u32 {
+        wire_bytes(kind, payload, self.chunk_size)
     }
 
     /// Produces the next message (written and sent, or dropped by the encoder) and its record.
@@ -216,7 +212,7 @@ impl Publisher {
                 timestamp: Micros::ZERO,
                 size_bytes: size,
             };
-            let d = self.uplink.send(self.t0, self.wire_bytes(size, 0), None);
+            let d = self.uplink.send(self.t0, self.wire_bytes(kind, size), None);
             let msg = Msg {
                 info,
                 pts: Micros::ZERO,
@@ -224,6 +220,7 @@ impl Publisher {
                 server_arrival: Some(d.delivered_at),
                 record: NO_RECORD,
                 captured: self.t0,
+                wire_down: 0,
             };
             return Some((msg, None));
         }
@@ -235,9 +232,11 @@ impl Publisher {
         self.candidate = self.interleave_next();
         let next_write = self.candidate.as_ref().map(|(_, w)| *w);
 
-        let (info, record) = match &frame {
+        // What the frame is, whichever encoder made it.
+        let (info, frame_type, pts, captured_at, encoded_at, index) = match &frame {
             Encoded::Video(v) => {
                 self.vbv.push(self.t0 + v.encoded_at, v.vbv_fullness_bits);
+                self.video_index += 1;
                 let info = MediaInfo {
                     kind: MediaKind::Video,
                     keyframe: v.keyframe,
@@ -245,27 +244,11 @@ impl Publisher {
                     timestamp: v.dts,
                     size_bytes: v.size_bytes,
                 };
-                let rec = FrameRecord {
-                    kind: MediaKind::Video,
-                    index: self.video_index,
-                    frame_type: Some(v.frame_type),
-                    keyframe: v.keyframe,
-                    size_bytes: v.size_bytes,
-                    dts_us: v.dts,
-                    pts_us: v.pts,
-                    captured_us: Some(self.t0 + v.captured_at),
-                    encoded_us: Some(self.t0 + v.encoded_at),
-                    sent_us: None,
-                    server_arrival_us: None,
-                    server_departure_us: None,
-                    player_arrival_us: None,
-                    played_us: None,
-                    dropped: None,
-                };
-                self.video_index += 1;
-                (info, rec)
+                let t = (v.pts, v.captured_at, v.encoded_at, self.video_index - 1);
+                (info, Some(v.frame_type), t.0, t.1, t.2, t.3)
             }
             Encoded::Audio(a) => {
+                self.audio_index += 1;
                 let info = MediaInfo {
                     kind: MediaKind::Audio,
                     keyframe: false,
@@ -273,26 +256,32 @@ impl Publisher {
                     timestamp: a.pts,
                     size_bytes: a.size_bytes,
                 };
-                let rec = FrameRecord {
-                    kind: MediaKind::Audio,
-                    index: self.audio_index,
-                    frame_type: None,
-                    keyframe: false,
-                    size_bytes: a.size_bytes,
-                    dts_us: a.pts,
-                    pts_us: a.pts,
-                    captured_us: Some(self.t0 + a.captured_at),
-                    encoded_us: Some(self.t0 + a.encoded_at),
-                    sent_us: None,
-                    server_arrival_us: None,
-                    server_departure_us: None,
-                    player_arrival_us: None,
-                    played_us: None,
-                    dropped: None,
-                };
-                self.audio_index += 1;
-                (info, rec)
+                (
+                    info,
+                    None,
+                    a.pts,
+                    a.captured_at,
+                    a.encoded_at,
+                    self.audio_index - 1,
+                )
             }
+        };
+        let record = FrameRecord {
+            kind: info.kind,
+            index,
+            frame_type,
+            keyframe: info.keyframe,
+            size_bytes: info.size_bytes,
+            dts_us: info.timestamp,
+            pts_us: pts,
+            captured_us: Some(self.t0 + captured_at),
+            encoded_us: Some(self.t0 + encoded_at),
+            sent_us: None,
+            server_arrival_us: None,
+            server_departure_us: None,
+            player_arrival_us: None,
+            played_us: None,
+            dropped: None,
         };
         let mut rec = record;
         let decision = match &frame {
@@ -309,14 +298,8 @@ impl Publisher {
                 None
             }
             DropDecision::Send => {
-                let tag = if info.kind == MediaKind::Video {
-                    rtmp::FLV_VIDEO_TAG_HEADER_BYTES
-                } else {
-                    rtmp::FLV_AUDIO_TAG_HEADER_BYTES
-                };
-                let d =
-                    self.uplink
-                        .send(written, self.wire_bytes(info.size_bytes, tag), next_write);
+                let bytes = self.wire_bytes(info.kind, info.size_bytes);
+                let d = self.uplink.send(written, bytes, next_write);
                 self.send_queue
                     .push(written, self.uplink.backlog_bytes(written) as f64);
                 rec.sent_us = Some(written);
@@ -331,9 +314,17 @@ impl Publisher {
             server_arrival,
             record: NO_RECORD,
             captured: rec.captured_us.unwrap_or(written),
+            wire_down: 0,
         };
         Some((msg, Some(rec)))
     }
+}
+
+/// Bytes on the wire for a media message: FLV tag header, then chunked with a type-1 header
+/// (what librtmp and most servers send for media after the first message of a chunk stream).
+fn wire_bytes(kind: MediaKind, payload: u32, chunk_size: u32) -> u32 {
+    rtmp::media_message_bytes(kind, payload, chunk_size, HeaderForm::Type1, false)
+        .min(u32::MAX as u64) as u32
 }
 
 /// Per-player events.
@@ -511,6 +502,8 @@ impl Engine {
             }
             match self.publisher.next() {
                 Some((mut msg, rec)) => {
+                    msg.wire_down =
+                        wire_bytes(msg.info.kind, msg.info.size_bytes, self.s.server.chunk_size);
                     if let Some(rec) = rec {
                         msg.record = self.records.len() as u32;
                         self.records.push(rec);
@@ -717,18 +710,7 @@ impl Engine {
                 return;
             };
             let more_queued = queue.queued_len() > 0;
-            let tag = match info.kind {
-                MediaKind::Video => rtmp::FLV_VIDEO_TAG_HEADER_BYTES,
-                MediaKind::Audio => rtmp::FLV_AUDIO_TAG_HEADER_BYTES,
-                MediaKind::Data => 0,
-            };
-            let wire = rtmp::chunked_message_bytes(
-                info.size_bytes.saturating_add(tag),
-                self.s.server.chunk_size,
-                HeaderForm::Type1,
-                false,
-            )
-            .min(u32::MAX as u64) as u32;
+            let wire = self.msgs[id as usize].wire_down;
             let hint = if more_queued {
                 Some(now)
             } else {
@@ -743,7 +725,7 @@ impl Engine {
             }
             self.audience.frames_delivered += 1;
             self.delivery_hist
-                .record(d.delivered_at.diff_ms(msg.written));
+                .record_us(d.delivered_at.saturating_sub(msg.written).0);
             if p == 0 {
                 let rec = &mut self.records[msg.record as usize];
                 rec.server_departure_us = Some(now);
@@ -779,7 +761,7 @@ impl Engine {
                 PlayOutcome::Played { at } => {
                     // Video is shown at its presentation time: add the composition offset.
                     let shown = at + msg.pts.saturating_sub(msg.info.timestamp);
-                    self.g2g_hist.record(shown.diff_ms(msg.captured));
+                    self.g2g_hist.record_us(shown.saturating_sub(msg.captured).0);
                     if p == 0 {
                         let rec = &mut self.records[msg.record as usize];
                         rec.played_us = Some(shown);

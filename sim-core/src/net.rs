@@ -410,11 +410,13 @@ pub fn sample_max_jitter_ms(cfg: &JitterConfig, n: u64, rng: &mut SimRng) -> f64
 fn max_jitter_units(dist: JitterDistribution, n: u64, rng: &mut SimRng) -> f64 {
     let w = rng.uniform();
     if dist == JitterDistribution::Uniform {
-        // 2·W^(1/n) − 1: no tail to resolve, so the cheaper exp(ln W / n) is exact enough.
+        // 2·W^(1/n) − 1: no tail to resolve, so single precision (relative error ~1e-7, i.e.
+        // nanoseconds of jitter) is plenty, and libm's f32 log2/exp2 are several times cheaper
+        // than the f64 pair on this hot path (one call per message per path).
         let v = if n <= 1 {
             w
         } else {
-            libm::exp(libm::log(w) / n as f64)
+            libm::exp2f(libm::log2f(w as f32) / n as f32) as f64
         };
         return 2.0 * v - 1.0;
     }

@@ -245,6 +245,10 @@ fn round_i128(v: f64) -> i128 {
 /// reordering is not modelled (DTS is used as the presentation time). Memory is one small entry
 /// per buffered frame; a player that is never started (a start-up buffer larger than the
 /// stream) buffers the whole stream.
+///
+/// **Cost.** O(1) amortized per frame, no allocation once the buffer has grown to its working
+/// size (plus what `out` needs). Measured in release on this project's 2.6 GHz EPYC VM: about
+/// 15 ns per [`Player::on_arrival`] with 100 players each holding ~1 s of frames.
 #[derive(Debug, Clone)]
 pub struct Player<Id> {
     startup: Micros,
@@ -346,25 +350,30 @@ impl<Id: Copy> Player<Id> {
                 }
             }
             Phase::Playing => {
-                let due = self.due(ts);
-                let awaited = self.played_ts.is_none_or(|p| ts > p);
-                if ran_dry && due < now && awaited {
-                    // The playhead reached this frame at `due` and it was not there.
-                    self.end_catch_up(due);
-                    self.phase = Phase::Rebuffering { since: due };
-                    self.stats.rebuffer_count = self.stats.rebuffer_count.saturating_add(1);
-                    self.try_resume(now, out);
-                } else {
-                    self.advance(now, out);
+                // Frames queued behind others wait their turn; only a frame arriving into an
+                // empty buffer can be late (a stall) or already due (timestamps went back).
+                if ran_dry {
+                    let due = self.due(ts);
+                    let awaited = self.played_ts.is_none_or(|p| ts > p);
+                    if due < now && awaited {
+                        // The playhead reached this frame at `due` and it was not there.
+                        self.end_catch_up(due);
+                        self.phase = Phase::Rebuffering { since: due };
+                        self.stats.rebuffer_count = self.stats.rebuffer_count.saturating_add(1);
+                        self.try_resume(now, out);
+                    } else if due <= now {
+                        self.decide_until(now, out);
+                    }
                 }
             }
             Phase::Rebuffering { .. } => self.try_resume(now, out),
             Phase::Finished => {}
         }
-        if self.phase == Phase::Playing {
-            self.maybe_speed_up(now);
-        }
-        let level = self.buffer_level(now);
+        let level = if self.phase == Phase::Playing {
+            self.playing_level(now)
+        } else {
+            self.buffered()
+        };
         if level > self.stats.max_buffer {
             self.stats.max_buffer = level;
         }
@@ -457,7 +466,11 @@ impl<Id: Copy> Player<Id> {
                 self.stats.timestamp_resets = self.stats.timestamp_resets.saturating_add(1);
             }
         }
-        let ts = micros_i128(raw.0 as i128 + self.ts_offset);
+        let ts = if self.ts_offset == 0 {
+            raw
+        } else {
+            micros_i128(raw.0 as i128 + self.ts_offset)
+        };
         self.prev_raw_ts = Some(raw);
         self.prev_ts = ts;
         self.prev_arrival = now;
@@ -484,26 +497,35 @@ impl<Id: Copy> Player<Id> {
     }
 
     /// When the frame at `ts` is due to start decoding on the current clock.
+    #[inline]
     fn due(&self, ts: Micros) -> Micros {
         let c = self.clock;
-        let dts = ts.0 as i128 - c.ts.0 as i128;
-        let d = if c.fast {
-            round_i128(dts as f64 / self.speed())
-        } else {
-            dts
-        };
-        micros_i128(c.wall.0 as i128 + d)
+        if !c.fast {
+            // 1.0×: exact, and cheaper than the general case.
+            return if ts >= c.ts {
+                c.wall + (ts - c.ts)
+            } else {
+                c.wall - (c.ts - ts)
+            };
+        }
+        // In f64 from u64 (exact below 2^53 µs = 285 years): an i128 → f64 conversion would be
+        // a runtime-library call.
+        let dts = ts.0 as f64 - c.ts.0 as f64;
+        micros_i128(c.wall.0 as i128 + round_i128(dts / self.speed()))
     }
 
     /// The media time due to start decoding at `now` on `clock`.
+    #[inline]
     fn position_on(&self, clock: Clock, now: Micros) -> Micros {
-        let dw = now.0 as i128 - clock.wall.0 as i128;
-        let d = if clock.fast {
-            round_i128(dw as f64 * self.speed())
-        } else {
-            dw
-        };
-        micros_i128(clock.ts.0 as i128 + d)
+        if !clock.fast {
+            return if now >= clock.wall {
+                clock.ts + (now - clock.wall)
+            } else {
+                clock.ts - (clock.wall - now)
+            };
+        }
+        let dw = now.0 as f64 - clock.wall.0 as f64;
+        micros_i128(clock.ts.0 as i128 + round_i128(dw * self.speed()))
     }
 
     /// The playback position at `now`, accounting for a catch-up that ends before `now`.
@@ -541,7 +563,18 @@ impl<Id: Copy> Player<Id> {
 
     /// Decides every buffered frame due by `now`, ending catch-up on the way if the target is
     /// reached before `now`.
+    #[inline]
     fn advance(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+        if self.clock.fast {
+            self.end_catch_up_by(now, out);
+        }
+        self.decide_until(now, out);
+    }
+
+    /// While catching up: if the target level is reached by `now`, decides the frames due until
+    /// then and returns to 1.0× at that moment.
+    #[cold]
+    fn end_catch_up_by(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
         if let Some((t, slow)) = self.catch_up_end() {
             if t <= now {
                 self.decide_until(t, out);
@@ -549,9 +582,9 @@ impl<Id: Copy> Player<Id> {
                 self.clock = slow;
             }
         }
-        self.decide_until(now, out);
     }
 
+    #[inline]
     fn decide_until(&mut self, limit: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
         while let Some(&f) = self.buf.front() {
             let due = self.due(f.ts);
@@ -588,22 +621,25 @@ impl<Id: Copy> Player<Id> {
         }
     }
 
-    fn maybe_speed_up(&mut self, now: Micros) {
-        let Some(cu) = self.catch_up else { return };
-        if self.clock.fast || self.phase != Phase::Playing {
-            return;
-        }
-        let Some(newest) = self.newest_ts else { return };
+    /// The buffer level at an arrival while playing (after [`Player::advance`] to `now`, so
+    /// the clock is the one in force), starting catch-up when it is over the maximum.
+    fn playing_level(&mut self, now: Micros) -> Micros {
         let pos = self.position_on(self.clock, now);
-        if newest.saturating_sub(pos) > cu.max_buffer {
-            self.clock = Clock {
-                wall: now,
-                ts: pos,
-                fast: true,
-            };
-            self.catch_up_since = Some(now);
-            self.stats.catch_up_count = self.stats.catch_up_count.saturating_add(1);
+        let level = self
+            .newest_ts
+            .map_or(Micros::ZERO, |n| n.saturating_sub(pos));
+        if let Some(cu) = self.catch_up {
+            if !self.clock.fast && level > cu.max_buffer {
+                self.clock = Clock {
+                    wall: now,
+                    ts: pos,
+                    fast: true,
+                };
+                self.catch_up_since = Some(now);
+                self.stats.catch_up_count = self.stats.catch_up_count.saturating_add(1);
+            }
         }
+        level
     }
 
     /// Stops catch-up accounting at `at` and returns the clock to 1.0× (the caller re-anchors).
@@ -945,31 +981,5 @@ mod tests {
             let s = p.stats();
             prop_assert_eq!(s.frames_played + s.frames_skipped, arrivals.len() as u64);
         }
-    }
-}
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn perf() {
-        let nq: usize = std::env::var("NQ").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-        let mut best = f64::MAX;
-        for _ in 0..5 {
-            let mut ps: Vec<Player<u32>> = (0..nq).map(|_| Player::new(&PlayerConfig { catch_up: CatchUpConfig { enabled: true, ..Default::default() }, ..Default::default() })).collect();
-            let mut out = Vec::with_capacity(64);
-            let t = std::time::Instant::now();
-            let mut n = 0u64;
-            for i in 0..385_000u64 {
-                for (k, p) in ps.iter_mut().enumerate() {
-                    p.on_arrival(Micros(i * 13_000 + 40_000 + (k as u64 * 37 + i * 7919) % 20_000), i as u32, Micros(i * 13_000), &mut out);
-                    n += out.len() as u64;
-                    out.clear();
-                }
-            }
-            best = best.min(t.elapsed().as_nanos() as f64 / (385_000.0 * nq as f64));
-            std::hint::black_box(n);
-        }
-        eprintln!("player on_arrival: {best:.2} ns");
     }
 }

@@ -39,10 +39,11 @@ pub const TCP_IP_HEADER_BYTES: u32 = 52;
 pub const ETHERNET_WIRE_OVERHEAD_BYTES: u32 = 38;
 
 /// Message header form of a message's first chunk (spec §5.3.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HeaderForm {
     /// 11 B: absolute timestamp, length, type id, message stream id.
+    #[default]
     Type0,
     /// 7 B: timestamp delta, length, type id (same stream as the previous message).
     Type1,
@@ -128,25 +129,14 @@ pub fn chunked_message_bytes_on_csid(
         + (chunks - 1) * (basic + ext)
 }
 
-/// Kind of media message, for its FLV tag header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MediaKind {
-    /// H.264 in FLV: 5 B tag header.
-    Video,
-    /// AAC in FLV: 2 B tag header.
-    Audio,
-    /// AMF data (onMetaData): no tag header inside the RTMP message.
-    Data,
-}
+pub use crate::server::MediaKind;
 
-impl MediaKind {
-    pub const fn flv_tag_header_bytes(self) -> u32 {
-        match self {
-            MediaKind::Video => FLV_VIDEO_TAG_HEADER_BYTES,
-            MediaKind::Audio => FLV_AUDIO_TAG_HEADER_BYTES,
-            MediaKind::Data => 0,
-        }
+/// FLV tag header bytes inside an RTMP media message of this kind (video 5, audio 2, data 0).
+pub const fn flv_tag_header_bytes(kind: MediaKind) -> u32 {
+    match kind {
+        MediaKind::Video => FLV_VIDEO_TAG_HEADER_BYTES,
+        MediaKind::Audio => FLV_AUDIO_TAG_HEADER_BYTES,
+        MediaKind::Data => 0,
     }
 }
 
@@ -160,7 +150,7 @@ pub fn media_message_bytes(
     form: HeaderForm,
     extended_timestamp: bool,
 ) -> u64 {
-    let payload = codec_payload.saturating_add(kind.flv_tag_header_bytes());
+    let payload = codec_payload.saturating_add(flv_tag_header_bytes(kind));
     chunked_message_bytes(payload, chunk_size, form, extended_timestamp)
 }
 
@@ -175,7 +165,7 @@ pub fn overhead_fraction(
     if codec_payload_bytes.is_nan() || codec_payload_bytes <= 0.0 {
         return 0.0;
     }
-    let tag = kind.flv_tag_header_bytes() as f64;
+    let tag = flv_tag_header_bytes(kind) as f64;
     let chunks = libm::ceil((codec_payload_bytes + tag) / chunk_size.max(1) as f64).max(1.0);
     let headers = 1.0 + form.message_header_bytes() as f64 + (chunks - 1.0);
     (tag + headers) / codec_payload_bytes

@@ -839,33 +839,8 @@ pub fn pcm_rate_bps(sample_rate_hz: f64, bits_per_sample: f64, channels: f64) ->
     sample_rate_hz * bits_per_sample * channels
 }
 
-/// Size of the RTMP message header that starts a message (the part after the basic header).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MessageHeaderType {
-    /// fmt 0: timestamp, length, type id and stream id, 11 B. Sent at least for the first message
-    /// on a chunk stream.
-    #[default]
-    Type0,
-    /// fmt 1: timestamp delta, length and type id, 7 B. librtmp (OBS) uses it for media messages
-    /// with a non-zero timestamp.
-    Type1,
-    /// fmt 2: timestamp delta only, 3 B (same length and type as the previous message).
-    Type2,
-    /// fmt 3: no message header, 0 B (everything repeats).
-    Type3,
-}
-
-impl MessageHeaderType {
-    /// Bytes of the message header (without the basic header or an extended timestamp).
-    pub fn bytes(self) -> f64 {
-        match self {
-            MessageHeaderType::Type0 => 11.0,
-            MessageHeaderType::Type1 => 7.0,
-            MessageHeaderType::Type2 => 3.0,
-            MessageHeaderType::Type3 => 0.0,
-        }
-    }
-}
+/// The RTMP message header form (shared with the protocol cost model in [`crate::rtmp`]).
+pub use crate::rtmp::HeaderForm as MessageHeaderType;
 
 /// FLV video tag header carried inside each RTMP video message (AVC): 1 B frame type/codec id,
 /// 1 B AVCPacketType, 3 B composition time.
@@ -937,7 +912,7 @@ pub fn rtmp_message_overhead(
     let message = payload_bytes + tag_bytes;
     let chunks = libm::ceil(message / c).max(1.0);
     let overhead =
-        basic_header_bytes + header.bytes() + tag_bytes + (chunks - 1.0) * basic_header_bytes;
+        basic_header_bytes + header.message_header_bytes() as f64 + tag_bytes + (chunks - 1.0) * basic_header_bytes;
     MessageOverhead {
         payload_bytes,
         message_bytes: message,
@@ -2147,7 +2122,7 @@ pub fn audit_a4(inp: &A4Inputs) -> FormulaAudit {
          shrinks as the chunk size grows. TCP/IP with timestamps adds {} B per {} B segment, and \
          Ethernet {} B more.",
         fmt_num(p.basic_header_bytes),
-        fmt_num(p.video_header.bytes()),
+        fmt_num(p.video_header.message_header_bytes() as f64),
         p.video_header,
         fmt_num(p.basic_header_bytes),
         fmt_num(p.chunk_size_bytes),

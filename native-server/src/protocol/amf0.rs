@@ -341,12 +341,9 @@ impl<'a> Decoder<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amf0Error> {
-        let end = self
-            .position
-            .checked_add(n)
-            .ok_or(Amf0Error::Truncated {
-                offset: self.position,
-            })?;
+        let end = self.position.checked_add(n).ok_or(Amf0Error::Truncated {
+            offset: self.position,
+        })?;
         let bytes = self
             .input
             .get(self.position..end)
@@ -697,10 +694,7 @@ mod tests {
     #[test]
     fn long_plain_string_is_encoded_as_long_string() {
         let s = "y".repeat(65_536);
-        assert_eq!(
-            round_trip(&Value::String(s.clone())),
-            Value::LongString(s)
-        );
+        assert_eq!(round_trip(&Value::String(s.clone())), Value::LongString(s));
         let s = "y".repeat(65_535);
         assert_eq!(round_trip(&Value::String(s.clone())), Value::String(s));
     }
@@ -777,7 +771,10 @@ mod tests {
         let bytes = [marker::LONG_STRING, 0xFF, 0xFF, 0xFF, 0xFF, b'a'];
         assert!(matches!(
             decode_all(&bytes, &Amf0Limits::default()),
-            Err(Amf0Error::LengthExceedsInput { declared: 0xFFFF_FFFF, .. })
+            Err(Amf0Error::LengthExceedsInput {
+                declared: 0xFFFF_FFFF,
+                ..
+            })
         ));
         // XML document likewise.
         let bytes = [marker::XML_DOCUMENT, 0xFF, 0xFF, 0xFF, 0xFE];

@@ -117,9 +117,13 @@ pub struct RawMessage {
 /// Why the inbound stream cannot be read any further. The connection should be closed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChunkError {
-    #[error("chunk stream {csid}: type {fmt} chunk header with no previous header on this chunk stream")]
+    #[error(
+        "chunk stream {csid}: type {fmt} chunk header with no previous header on this chunk stream"
+    )]
     NoPreviousHeader { csid: u32, fmt: u8 },
-    #[error("chunk stream {csid}: declared message length {length} exceeds the limit of {limit} bytes")]
+    #[error(
+        "chunk stream {csid}: declared message length {length} exceeds the limit of {limit} bytes"
+    )]
     MessageTooLong { csid: u32, length: u32, limit: u32 },
     #[error("more than {limit} chunk stream ids in use")]
     TooManyChunkStreams { limit: usize },
@@ -135,7 +139,9 @@ pub enum ChunkError {
     InvalidChunkSize { size: u32 },
     #[error("Set Chunk Size {size} is above the accepted limit of {limit}")]
     ChunkSizeAboveLimit { size: u32, limit: u32 },
-    #[error("protocol control message type {type_id} has a {len}-byte payload, expected {expected}")]
+    #[error(
+        "protocol control message type {type_id} has a {len}-byte payload, expected {expected}"
+    )]
     BadControlPayload {
         type_id: u8,
         len: usize,
@@ -546,7 +552,7 @@ impl ChunkReader {
                             stream_id: 0,
                             partial: None,
                         });
-                        self.streams.len() - 1
+                        self.streams.len().saturating_sub(1)
                     }
                 };
                 let length_usize = length as usize;
@@ -880,7 +886,10 @@ mod tests {
         bytes.push(b'd');
         let got = read_bytewise(&bytes).unwrap();
         let ts: Vec<u32> = got.iter().map(|m| m.timestamp).collect();
-        assert_eq!(ts, vec![10, 10 + 0x0100_0000, 10 + 0x0300_0000, 10 + 0x0400_0000]);
+        assert_eq!(
+            ts,
+            vec![10, 10 + 0x0100_0000, 10 + 0x0300_0000, 10 + 0x0400_0000]
+        );
     }
 
     #[test]
@@ -936,6 +945,23 @@ mod tests {
             assert_eq!(got[0].type_id, 1);
             assert_eq!(r.chunk_size(), size);
             assert_eq!(got[1].payload.as_ref(), payload.as_slice());
+        }
+    }
+
+    #[test]
+    fn set_chunk_size_in_the_middle_of_a_message_governs_its_next_chunk() {
+        let video: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mut bytes = type0(6, 0, 300, 9, 1);
+        bytes.extend_from_slice(&video[..128]);
+        bytes.extend_from_slice(&set_chunk_size_msg(4096));
+        // The remaining 172 bytes now come as one chunk.
+        bytes.push(0xC6);
+        bytes.extend_from_slice(&video[128..]);
+        let expected_video = msg(6, 0, 9, 1, &video);
+        for got in [read_all(&bytes).unwrap(), read_bytewise(&bytes).unwrap()] {
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[0].type_id, 1);
+            assert_eq!(got[1], expected_video);
         }
     }
 
@@ -1128,6 +1154,74 @@ mod tests {
         assert!(got[1].payload.as_ref() == payload.as_slice());
     }
 
+    /// Throughput of writer + reader on large messages, against a plain copy of the same
+    /// bytes. Run with `cargo test --release -p native-server --lib throughput -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "timing; run in release by hand"]
+    fn throughput() {
+        use std::time::Instant;
+        let payload = vec![0x5Au8; 1 << 20];
+        let messages = 200;
+        let chunk_size = 4096;
+        let started = Instant::now();
+        let mut wire = BytesMut::new();
+        for i in 0..messages {
+            chunk_message(&mut wire, 6, i * 33, 9, 1, &payload, chunk_size).unwrap();
+        }
+        let write_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut reused = BytesMut::new();
+        for i in 0..messages {
+            reused.clear();
+            chunk_message(&mut reused, 6, i * 33, 9, 1, &payload, chunk_size).unwrap();
+        }
+        let write_reused_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for i in 0..messages {
+            let m = ChunkedMessage::new(6, i * 33, 9, 1, &payload, chunk_size).unwrap();
+            assert!(m.wire_len() > payload.len());
+        }
+        let shared_s = started.elapsed().as_secs_f64();
+        let mut stream = set_chunk_size_msg(chunk_size);
+        stream.extend_from_slice(&wire);
+
+        let started = Instant::now();
+        let mut r = reader();
+        let mut total = 0usize;
+        for piece in stream.chunks(64 * 1024) {
+            r.push(piece);
+            while let Some(m) = r.next_message().unwrap() {
+                total += m.payload.len();
+            }
+        }
+        let read_s = started.elapsed().as_secs_f64();
+        assert_eq!(total, 4 + messages as usize * payload.len());
+
+        let started = Instant::now();
+        let mut copy = BytesMut::new();
+        for piece in stream.chunks(64 * 1024) {
+            copy.extend_from_slice(piece);
+            copy.clear();
+        }
+        let mut copied = Vec::with_capacity(payload.len());
+        for _ in 0..messages {
+            copied.clear();
+            copied.extend_from_slice(&payload);
+        }
+        let copy_s = started.elapsed().as_secs_f64();
+        let mb = (messages as f64) * payload.len() as f64 / 1e6;
+        println!(
+            "write into one growing buffer {:.0} MB/s, into a reused buffer {:.0} MB/s, \
+             ChunkedMessage::new {:.0} MB/s, read {:.0} MB/s, two plain copies {:.0} MB/s",
+            mb / write_s,
+            mb / write_reused_s,
+            mb / shared_s,
+            mb / read_s,
+            mb / copy_s
+        );
+    }
+
     // ----- property tests -----
 
     #[derive(Debug, Clone)]
@@ -1145,11 +1239,7 @@ mod tests {
             3 => 300usize..5_000,
             1 => 5_000usize..200_000,
         ];
-        let timestamp = prop_oneof![
-            any::<u32>(),
-            0xFF_FFF0u32..0x100_0010,
-            0u32..1000,
-        ];
+        let timestamp = prop_oneof![any::<u32>(), 0xFF_FFF0u32..0x100_0010, 0u32..1000,];
         (
             prop_oneof![2u32..=10, 60u32..=70, 310u32..=330, 65590u32..=65599],
             timestamp,
@@ -1159,13 +1249,17 @@ mod tests {
             size,
             any::<u8>(),
         )
-            .prop_map(|(csid, timestamp, type_id, stream_id, size, seed)| TestMessage {
-                csid,
-                timestamp,
-                type_id,
-                stream_id,
-                payload: (0..size).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect(),
-            })
+            .prop_map(
+                |(csid, timestamp, type_id, stream_id, size, seed)| TestMessage {
+                    csid,
+                    timestamp,
+                    type_id,
+                    stream_id,
+                    payload: (0..size)
+                        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                        .collect(),
+                },
+            )
     }
 
     /// Splits a chunked message (type-0 first chunk, type-3 continuations) into its chunks.

@@ -91,7 +91,12 @@ fn put_u24(out: &mut BytesMut, value: u32) {
 }
 
 /// Exact number of bytes `chunk_message` writes.
-pub fn chunked_len(csid: u32, timestamp: u32, payload_len: usize, chunk_size: u32) -> Result<usize, WriteError> {
+pub fn chunked_len(
+    csid: u32,
+    timestamp: u32,
+    payload_len: usize,
+    chunk_size: u32,
+) -> Result<usize, WriteError> {
     let basic = basic_header_len(csid)?;
     if chunk_size == 0 || chunk_size > MAX_PROTOCOL_CHUNK_SIZE {
         return Err(WriteError::InvalidChunkSize(chunk_size));
@@ -99,7 +104,11 @@ pub fn chunked_len(csid: u32, timestamp: u32, payload_len: usize, chunk_size: u3
     if payload_len > MAX_PROTOCOL_MESSAGE_LENGTH as usize {
         return Err(WriteError::MessageTooLong(payload_len));
     }
-    let ext = if timestamp >= EXTENDED_TIMESTAMP_MARKER { 4 } else { 0 };
+    let ext = if timestamp >= EXTENDED_TIMESTAMP_MARKER {
+        4
+    } else {
+        0
+    };
     let chunk_size = chunk_size as usize;
     let continuations = payload_len.saturating_sub(1) / chunk_size;
     // All terms are small: payload ≤ 16 MiB, so no overflow is possible; saturate anyway.
@@ -169,7 +178,9 @@ impl ChunkedMessage {
         chunk_size: u32,
     ) -> Result<Self, WriteError> {
         let mut out = BytesMut::new();
-        chunk_message(&mut out, csid, timestamp, type_id, stream_id, payload, chunk_size)?;
+        chunk_message(
+            &mut out, csid, timestamp, type_id, stream_id, payload, chunk_size,
+        )?;
         Ok(Self {
             bytes: out.freeze(),
             chunk_size,
@@ -294,7 +305,12 @@ impl ChunkWriter {
     }
 
     /// Queues an AMF0 data message (type 18) on the data chunk stream.
-    pub fn write_data(&mut self, stream_id: u32, timestamp: u32, amf0_payload: &[u8]) -> Result<(), WriteError> {
+    pub fn write_data(
+        &mut self,
+        stream_id: u32,
+        timestamp: u32,
+        amf0_payload: &[u8],
+    ) -> Result<(), WriteError> {
         self.write(
             CSID_DATA,
             timestamp,
@@ -305,7 +321,10 @@ impl ChunkWriter {
     }
 
     /// Queues a protocol control message or user control event.
-    pub fn write_control(&mut self, control: &super::message::ControlMessage) -> Result<(), WriteError> {
+    pub fn write_control(
+        &mut self,
+        control: &super::message::ControlMessage,
+    ) -> Result<(), WriteError> {
         let mut payload = BytesMut::with_capacity(10);
         let type_id = control.encode_payload(&mut payload);
         self.write(CSID_PROTOCOL_CONTROL, 0, type_id, 0, &payload)
@@ -368,7 +387,13 @@ mod tests {
     fn lengths_match_for_many_shapes() {
         for csid in [2, 63, 64, 319, 320, 65599] {
             for ts in [0, 0xFF_FFFF, u32::MAX] {
-                for (len, cs) in [(0usize, 1u32), (1, 1), (300, 128), (256, 128), (10_000, 4096)] {
+                for (len, cs) in [
+                    (0usize, 1u32),
+                    (1, 1),
+                    (300, 128),
+                    (256, 128),
+                    (10_000, 4096),
+                ] {
                     let mut out = BytesMut::new();
                     chunk_message(&mut out, csid, ts, 9, 1, &vec![0; len], cs).unwrap();
                     assert_eq!(out.len(), chunked_len(csid, ts, len, cs).unwrap());
