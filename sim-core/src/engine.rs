@@ -761,7 +761,8 @@ impl Engine {
                 PlayOutcome::Played { at } => {
                     // Video is shown at its presentation time: add the composition offset.
                     let shown = at + msg.pts.saturating_sub(msg.info.timestamp);
-                    self.g2g_hist.record_us(shown.saturating_sub(msg.captured).0);
+                    self.g2g_hist
+                        .record_us(shown.saturating_sub(msg.captured).0);
                     if p == 0 {
                         let rec = &mut self.records[msg.record as usize];
                         rec.played_us = Some(shown);

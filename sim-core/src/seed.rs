@@ -911,8 +911,10 @@ pub fn rtmp_message_overhead(
     let c = libm::floor(chunk_size.min(MAX_CHUNK_SIZE));
     let message = payload_bytes + tag_bytes;
     let chunks = libm::ceil(message / c).max(1.0);
-    let overhead =
-        basic_header_bytes + header.message_header_bytes() as f64 + tag_bytes + (chunks - 1.0) * basic_header_bytes;
+    let overhead = basic_header_bytes
+        + header.message_header_bytes() as f64
+        + tag_bytes
+        + (chunks - 1.0) * basic_header_bytes;
     MessageOverhead {
         payload_bytes,
         message_bytes: message,

@@ -57,8 +57,6 @@ pub struct ServerConfig {
     pub coalesce_ms: f64,
     /// Outbound RTMP chunk size in bytes (nginx-rtmp and OBS: 4096; spec default 128).
     pub chunk_size: u32,
-    /// `TCP_NODELAY` on player sockets.
-    pub nodelay: bool,
     /// Per-message processing time in the server, µs.
     pub processing_us: f64,
 }
@@ -74,7 +72,6 @@ impl Default for ServerConfig {
             disconnect_after_ms: 30_000.0,
             coalesce_ms: 0.0,
             chunk_size: 4096,
-            nodelay: true,
             processing_us: 20.0,
         }
     }

@@ -12,8 +12,9 @@ cargo xtask <command>
 
 Commands:
   test        Everything CI checks: rustfmt, clippy (-D warnings), the workspace's tests
-              (unit, property, end-to-end against the real rtmp-lab binary), and a wasm32 build
-              of sim-core. Installs the wasm32 target when missing.
+              (unit, property, end-to-end against the real rtmp-lab binary), a wasm32 build of
+              sim-core, and a check that sim-core's traces are identical natively and as wasm
+              (wasm32-wasip1 under Node). Installs the wasm targets when missing.
   lab         Builds the lab and runs what of it exists today (the simulator and the seed
               audit; see README.md for what is not built yet).
   bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
@@ -80,22 +81,75 @@ fn rustup_has_target(target: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn ensure_wasm_target() -> Result<(), String> {
-    const T: &str = "wasm32-unknown-unknown";
-    if rustup_has_target(T) {
+fn ensure_target(target: &str) -> Result<(), String> {
+    if rustup_has_target(target) {
         return Ok(());
     }
     run(
-        "install the wasm32 target",
-        Command::new("rustup").args(["target", "add", T]),
+        &format!("install the {target} target"),
+        Command::new("rustup").args(["target", "add", target]),
     )
-    .map_err(|e| {
-        format!("{e}\n  sim-core must build for wasm32; install it with `rustup target add {T}`")
-    })
+    .map_err(|e| format!("{e}\n  install it with `rustup target add {target}`"))
+}
+
+/// Same scenario + seed → same trace, bit for bit, native and wasm: runs the `trace_digest`
+/// program natively and as wasm32-wasip1 under Node's WASI and compares the digests.
+fn check_wasm_determinism() -> Result<(), String> {
+    ensure_target("wasm32-wasip1")?;
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err(
+            "node is needed to run sim-core as wasm (WASI) and compare its traces with \
+                    the native ones; install Node.js (apt-get install nodejs)"
+                .into(),
+        );
+    }
+    let build = |target: Option<&str>| {
+        let mut c = cargo();
+        c.args(["build", "-q", "-p", "sim-core", "--bin", "trace_digest"]);
+        if let Some(t) = target {
+            c.args(["--target", t]);
+        }
+        run("build trace_digest", &mut c)
+    };
+    build(None)?;
+    build(Some("wasm32-wasip1"))?;
+    let output = |cmd: &mut Command| -> Result<String, String> {
+        let o = cmd
+            .output()
+            .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let native = output(&mut Command::new(root().join("target/debug/trace_digest")))?;
+    let wasm = output(
+        Command::new("node").args([
+            "--no-warnings",
+            root()
+                .join("xtask/run-wasi.mjs")
+                .to_str()
+                .unwrap_or_default(),
+            root()
+                .join("target/wasm32-wasip1/debug/trace_digest.wasm")
+                .to_str()
+                .unwrap_or_default(),
+        ]),
+    )?;
+    eprintln!("\n==> traces native vs wasm32\n{native}");
+    if native != wasm || native.lines().count() < 6 {
+        return Err(format!(
+            "sim-core traces differ between native and wasm32:\nnative:\n{native}\nwasm:\n{wasm}"
+        ));
+    }
+    Ok(())
 }
 
 fn test() -> Result<(), String> {
-    ensure_wasm_target()?;
+    ensure_target("wasm32-unknown-unknown")?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",
@@ -124,6 +178,7 @@ fn test() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ]),
     )?;
+    check_wasm_determinism()?;
     eprintln!("\nxtask test: all checks passed");
     Ok(())
 }
