@@ -3,3 +3,4 @@
 //! The binary (`main.rs`) is a thin shell over this and `sim-core`.
 
 pub mod protocol;
+pub mod serve;

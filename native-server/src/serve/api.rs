@@ -1,0 +1,155 @@
+//! The shapes of the HTTP API's JSON (`/api/streams`, `/api/streams/{app}/{key}`) and of the
+//! counters behind `/metrics`. The relay fills them; `http.rs` serves them; the web lab reads them.
+//! Kept in one place so the three agree.
+
+use serde::{Deserialize, Serialize};
+
+/// One stream in `/api/streams`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub app: String,
+    pub key: String,
+    /// The publisher, when one is connected.
+    pub publisher: Option<PublisherInfo>,
+    /// Players currently subscribed (including those waiting for a publisher).
+    pub players: usize,
+    /// What the server measured on the incoming stream.
+    pub ingest: IngestStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublisherInfo {
+    pub peer: String,
+    /// Seconds since the publish started.
+    pub uptime_s: f64,
+    /// Encoder name from the metadata (`encoder` field), if sent.
+    pub encoder: Option<String>,
+}
+
+/// Live ingest analysis of one stream (what OBS or ffmpeg actually sends).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestStats {
+    /// Codec names, e.g. "avc1" (H.264), "hvc1", "av01", "vp09", "mp4a" (AAC), "Opus".
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Frame rate and bitrates declared in the metadata (`onMetaData`).
+    pub declared_fps: Option<f64>,
+    pub declared_video_kbps: Option<f64>,
+    pub declared_audio_kbps: Option<f64>,
+    /// Measured: frames per second of stream time over the recent window.
+    pub fps: Option<f64>,
+    /// Measured video and audio bitrate over the recent window (kb/s), and overall.
+    pub video_kbps: f64,
+    pub audio_kbps: f64,
+    pub total_kbps_mean: f64,
+    /// Mean and last keyframe interval in seconds of stream time.
+    pub keyframe_interval_s: Option<f64>,
+    pub last_keyframe_interval_s: Option<f64>,
+    /// Composition-time offsets seen (B-frames in use).
+    pub b_frames: bool,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub keyframes: u64,
+    pub bytes: u64,
+    /// Largest video frame so far (bytes) and the mean keyframe and non-keyframe sizes.
+    pub max_frame_bytes: u64,
+    pub mean_keyframe_bytes: Option<f64>,
+    pub mean_interframe_bytes: Option<f64>,
+    /// Arrival jitter: how far each frame's arrival strays from what its timestamp predicts,
+    /// relative to the earliest-so-far offset (ms): p50, p95, max over the recent window.
+    pub arrival_jitter_ms: Option<JitterStats>,
+    /// VBV occupancy computed by `sim_core::rate_control::VbvBuffer` over the real frames at the
+    /// declared bitrate (buffer = 1 s of it, as OBS's default).
+    pub vbv: Option<VbvStats>,
+    /// Seconds of stream time received.
+    pub stream_time_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct JitterStats {
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct VbvStats {
+    pub buffer_kbit: f64,
+    pub max_rate_kbps: f64,
+    pub fullness_kbit: f64,
+    pub min_fullness_kbit: f64,
+    pub underflows: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameKind {
+    Video,
+    Audio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameClass {
+    /// A keyframe (a player can start here).
+    Key,
+    /// Any other coded frame.
+    Inter,
+    /// A sequence header / decoder configuration.
+    Seq,
+    /// Anything else (video info/command frames, unknown packet types).
+    Other,
+}
+
+/// One received media frame in the ingest record (a bounded ring buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FrameInfo {
+    pub kind: FrameKind,
+    pub frame_type: FrameClass,
+    pub size_bytes: u32,
+    /// RTMP timestamp (ms) and composition offset (ms, video).
+    pub timestamp_ms: u32,
+    pub composition_ms: i32,
+    /// Arrival time at the server, µs since the publish started.
+    pub arrival_us: u64,
+    /// VBV fullness (bits) after this frame, when the VBV is being computed (video only).
+    pub vbv_fullness_bits: Option<f64>,
+}
+
+/// `/api/streams/{app}/{key}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamDetail {
+    #[serde(flatten)]
+    pub summary: StreamSummary,
+    pub player_list: Vec<PlayerInfo>,
+    /// The most recent frames, oldest first.
+    pub frames: Vec<FrameInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayerInfo {
+    pub peer: String,
+    pub connected_s: f64,
+    pub queued_bytes: u64,
+    pub delivered_messages: u64,
+    pub dropped_messages: u64,
+}
+
+/// Process-wide counters for `/metrics` (Prometheus text format).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetrics {
+    pub connections_open: u64,
+    pub connections_total: u64,
+    pub connections_rejected: u64,
+    pub handshake_failures: u64,
+    pub protocol_errors: u64,
+    pub streams: u64,
+    pub publishers: u64,
+    pub players: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_dropped: u64,
+    pub players_disconnected_slow: u64,
+}
