@@ -355,6 +355,11 @@ struct Subscriber {
     flush_scheduled: Option<Micros>,
     /// Time of the last write to its socket (for play-out at the end).
     last_arrival: Micros,
+    /// When the last byte written so far leaves the server.
+    last_departure: Micros,
+    /// How long the path takes to send a full socket buffer (the backlog cannot reach
+    /// [`SOCKET_SEND_BUFFER_BYTES`] while the server is busy for less than this).
+    socket_buffer_time: Micros,
     rebuffers_seen: u32,
     rebuffer_time_seen: Micros,
 }
@@ -441,6 +446,8 @@ impl Engine {
                 disconnected: false,
                 flush_scheduled: None,
                 last_arrival: Micros::ZERO,
+                last_departure: Micros::ZERO,
+                socket_buffer_time: Micros::ZERO,
                 rebuffers_seen: 0,
                 rebuffer_time_seen: Micros::ZERO,
             });
@@ -450,6 +457,14 @@ impl Engine {
                 player: i,
                 kind: EventKind::Join,
             }));
+        }
+        for sub in &mut subs {
+            let rate = sub.downlink.effective_rate_bps();
+            sub.socket_buffer_time = if rate.is_finite() {
+                transmission_time(SOCKET_SEND_BUFFER_BYTES, rate)
+            } else {
+                Micros::MAX
+            };
         }
         let startup = Startup {
             publisher: publisher_startup,
@@ -693,7 +708,14 @@ impl Engine {
                 }
                 return;
             }
-            let backlog = sub.downlink.backlog_bytes(now);
+            // Exact backlog only when the socket could be near full: cheap test first (the
+            // time its last byte leaves bounds the backlog by rate × that time).
+            let busy_for = sub.last_departure.saturating_sub(now);
+            let backlog = if busy_for < sub.socket_buffer_time {
+                0
+            } else {
+                sub.downlink.backlog_bytes(now)
+            };
             if backlog >= SOCKET_SEND_BUFFER_BYTES {
                 // The socket is full: come back when enough has drained.
                 let rate = sub.downlink.effective_rate_bps();
@@ -717,6 +739,7 @@ impl Engine {
                 next_server_arrival
             };
             let d = sub.downlink.send(now, wire, hint);
+            sub.last_departure = sub.last_departure.max(d.last_departure);
             self.audience.egress_bytes += wire as u64;
             sub.last_arrival = sub.last_arrival.max(d.delivered_at);
             let msg = &self.msgs[id as usize];

@@ -74,14 +74,28 @@ impl Default for Scenario {
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    // The parser's message is part of ours (not a `source`), so it is printed once whether the
+    // caller shows the chain (anyhow's `{:#}`) or only this error (the web lab).
     #[error("cannot parse scenario as TOML: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     #[error("cannot parse scenario as JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("invalid scenario:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
     #[error("unknown preset {0:?}; the presets are: {list}", list = PRESET_NAMES.join(", "))]
     UnknownPreset(String),
+}
+
+impl From<toml::de::Error> for ScenarioError {
+    fn from(e: toml::de::Error) -> Self {
+        ScenarioError::Toml(e)
+    }
+}
+
+impl From<serde_json::Error> for ScenarioError {
+    fn from(e: serde_json::Error) -> Self {
+        ScenarioError::Json(e)
+    }
 }
 
 impl Scenario {
