@@ -1,8 +1,9 @@
 //! `rtmp-lab`: the lab's command-line tool.
 //!
 //! A thin shell over `sim-core`: argument parsing, files, terminal output. Today it runs the
-//! simulator (`simulate`) and prints the audit of the seed article (`seed`). The RTMP server
-//! (`serve`), `experiment` and `bench` are not built yet (see README.md).
+//! simulator (`simulate`), prints the audit of the seed article (`seed`) and runs the RTMP
+//! server (`serve`, a thin shell over `native_server::serve`). `experiment` and `bench` are not
+//! built yet (see README.md).
 
 mod plot;
 mod report;
@@ -46,6 +47,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the RTMP server (publish with OBS/ffmpeg, play with ffplay/VLC) and its HTTP API.
+    ///
+    /// With no arguments: RTMP on 0.0.0.0:1935, HTTP (API, /metrics, web lab) on
+    /// 127.0.0.1:8080. Publish to rtmp://HOST/<app>/<key>, play the same URL.
+    ///
+    /// Everything else (limits, socket options, GOP cache, queue bounds and drop policy, publish
+    /// auth) is set in a TOML file given with --config; every key is optional and the full
+    /// reference with defaults is in native-server/src/serve/config.rs (module docs).
+    /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more. Stops cleanly on
+    /// Ctrl-C / SIGTERM.
+    ///
+    /// Examples:
+    ///   rtmp-lab serve
+    ///   rtmp-lab serve --rtmp 127.0.0.1:1936 --http 127.0.0.1:8081
+    ///   rtmp-lab serve --config lab.toml
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// RTMP listen address (overrides `rtmp` in the config file) [default: 0.0.0.0:1935].
+    #[arg(long, value_name = "ADDR")]
+    rtmp: Option<std::net::SocketAddr>,
+    /// HTTP listen address for the API, /metrics and the web lab (overrides `http`)
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// TOML configuration file; unknown keys are errors. See the reference in
+    /// native-server/src/serve/config.rs.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Directory of the built web lab to serve over HTTP (overrides `web_root`)
+    /// [default: the workspace's web/dist if it exists].
+    #[arg(long, value_name = "DIR")]
+    web_root: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +124,7 @@ fn main() {
     let result = match cli.command {
         Command::Simulate(args) => simulate(args),
         Command::Seed { json } => seed(json),
+        Command::Serve(args) => serve(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -183,6 +221,94 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    use native_server::serve::{self, config::Settings};
+    let mut settings = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    if let Some(addr) = args.rtmp {
+        settings.rtmp = addr;
+    }
+    if let Some(addr) = args.http {
+        settings.http = addr;
+    }
+    if let Some(dir) = args.web_root {
+        settings.web_root = Some(dir);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the tokio runtime")?;
+    runtime.block_on(serve::run(settings, shutdown_signal()))
+}
+
+/// Every RTMP connection is a socket: the usual soft limit of 1,024 open files would cap the
+/// server far below `limits.max_connections`. Raise the soft limit to the hard one, as nginx's
+/// `worker_rlimit_nofile` does (best effort).
+#[cfg(target_os = "linux")]
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one valid, live `rlimit`.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+            && {
+                let soft = limit.rlim_cur;
+                limit.rlim_cur = limit.rlim_max;
+                let ok = libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0;
+                if ok {
+                    tracing::debug!(
+                        from = soft,
+                        to = limit.rlim_max,
+                        "raised the open files limit"
+                    );
+                }
+                ok
+            }
+    };
+    let _ = raised;
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_open_files_limit() {}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 fn seed(json: bool) -> Result<()> {

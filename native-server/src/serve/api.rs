@@ -58,13 +58,19 @@ pub struct IngestStats {
     pub mean_keyframe_bytes: Option<f64>,
     pub mean_interframe_bytes: Option<f64>,
     /// Arrival jitter: how far each frame's arrival strays from what its timestamp predicts,
-    /// relative to the earliest-so-far offset (ms): p50, p95, max over the recent window.
+    /// relative to the earliest-so-far offset (ms): p50, p95, max over the ingest record (the
+    /// recent frames listed in `/api/streams/{app}/{key}`).
     pub arrival_jitter_ms: Option<JitterStats>,
     /// VBV occupancy computed by `sim_core::rate_control::VbvBuffer` over the real frames at the
-    /// declared bitrate (buffer = 1 s of it, as OBS's default).
+    /// declared bitrate (buffer = 1 s of it, as OBS's default), or the measured one when none is
+    /// declared (`VbvStats::rate_source`); `None` until a rate is known.
     pub vbv: Option<VbvStats>,
     /// Seconds of stream time received.
     pub stream_time_s: f64,
+    /// Seconds of stream time the measured `fps`, `video_kbps` and `audio_kbps` cover: the
+    /// window (5 s) once the stream is that long and the ingest record reaches that far back.
+    #[serde(default)]
+    pub window_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +78,9 @@ pub struct JitterStats {
     pub p50: f64,
     pub p95: f64,
     pub max: f64,
+    /// Frames in the sample (the ingest record).
+    #[serde(default)]
+    pub samples: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -81,6 +90,21 @@ pub struct VbvStats {
     pub fullness_kbit: f64,
     pub min_fullness_kbit: f64,
     pub underflows: u64,
+    /// Where `max_rate_kbps` came from.
+    #[serde(default)]
+    pub rate_source: VbvRateSource,
+}
+
+/// The bitrate the ingest VBV runs at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VbvRateSource {
+    /// `videodatarate` from the stream's metadata.
+    #[default]
+    Declared,
+    /// No usable `videodatarate`: the mean coded-video bitrate over the first 5 s of stream
+    /// time, fixed from then on.
+    Measured,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +140,11 @@ pub struct FrameInfo {
     pub arrival_us: u64,
     /// VBV fullness (bits) after this frame, when the VBV is being computed (video only).
     pub vbv_fullness_bits: Option<f64>,
+    /// How much later than the best-so-far path this frame arrived, given its timestamp (ms):
+    /// (arrival − timestamp) minus the least such offset among frames of the same kind so far,
+    /// this one included (so never negative).
+    #[serde(default)]
+    pub arrival_jitter_ms: f64,
 }
 
 /// `/api/streams/{app}/{key}`.

@@ -1,0 +1,719 @@
+//! Drawing: each chart is a function from [`ChartData`] (or a measured [`Overlay`]) to a plotters
+//! drawing area. Generic over the backend, so the same code could draw SVG; the page uses
+//! `plotters-canvas` on `<canvas>` elements ([`draw_on_canvas`]).
+//!
+//! Every axis says its unit. Colours come from [`palette`] (chosen to stay apart for the common
+//! colour-vision deficiencies and to read on white).
+
+use crate::chart_data::{ChartData, PIPELINE};
+use crate::measured::Overlay;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use sim_core::trace::Stage;
+
+pub mod palette {
+    use plotters::style::RGBColor;
+    pub const VIDEO: RGBColor = RGBColor(0x1f, 0x5f, 0xbf);
+    pub const AUDIO: RGBColor = RGBColor(0xe0, 0x7b, 0x00);
+    pub const GOOD: RGBColor = RGBColor(0x1b, 0x8a, 0x4b);
+    pub const BAD: RGBColor = RGBColor(0xc6, 0x28, 0x28);
+    pub const WARN: RGBColor = RGBColor(0xb8, 0x86, 0x00);
+    pub const GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
+    pub const GRID: RGBColor = RGBColor(0xe4, 0xe6, 0xea);
+    pub const MEASURED: RGBColor = RGBColor(0xc2, 0x18, 0x5b);
+    /// One colour per pipeline stage (encode … player).
+    pub const STAGES: [RGBColor; 6] = [
+        RGBColor(0x6a, 0x3d, 0x9a),
+        RGBColor(0xe0, 0x7b, 0x00),
+        RGBColor(0x1f, 0x5f, 0xbf),
+        RGBColor(0x1b, 0x8a, 0x4b),
+        RGBColor(0x00, 0x8b, 0x8b),
+        RGBColor(0xc6, 0x28, 0x28),
+    ];
+}
+
+/// Which lines the latency chart shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyOptions {
+    pub video: bool,
+    pub audio: bool,
+    /// Per-stage lines, in [`PIPELINE`] order.
+    pub stages: [bool; 6],
+}
+
+impl Default for LatencyOptions {
+    fn default() -> Self {
+        LatencyOptions {
+            video: true,
+            audio: true,
+            stages: [false; 6],
+        }
+    }
+}
+
+/// The charts of the page, by canvas id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    Latency,
+    Vbv,
+    Bitrate,
+    Buffer,
+    Breakdown,
+    Startup,
+}
+
+impl ChartKind {
+    pub const ALL: [ChartKind; 6] = [
+        ChartKind::Latency,
+        ChartKind::Breakdown,
+        ChartKind::Vbv,
+        ChartKind::Bitrate,
+        ChartKind::Buffer,
+        ChartKind::Startup,
+    ];
+
+    pub fn canvas_id(self) -> &'static str {
+        match self {
+            ChartKind::Latency => "chart-latency",
+            ChartKind::Vbv => "chart-vbv",
+            ChartKind::Bitrate => "chart-bitrate",
+            ChartKind::Buffer => "chart-buffer",
+            ChartKind::Breakdown => "chart-breakdown",
+            ChartKind::Startup => "chart-startup",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ChartKind::Latency => "Latency per frame",
+            ChartKind::Vbv => "VBV buffer occupancy (encoder)",
+            ChartKind::Bitrate => "Sent bitrate vs uplink capacity",
+            ChartKind::Buffer => "Player buffer",
+            ChartKind::Breakdown => "Where the latency goes (p50 per stage)",
+            ChartKind::Startup => "Start-up of the player",
+        }
+    }
+
+    /// CSS height of the canvas in px.
+    pub fn height_px(self) -> u32 {
+        match self {
+            ChartKind::Breakdown => 190,
+            ChartKind::Startup => 250,
+            _ => 260,
+        }
+    }
+}
+
+type DrawResult = Result<(), String>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Font and stroke scale (device pixels per CSS pixel).
+#[derive(Debug, Clone, Copy)]
+pub struct Scale(pub f64);
+
+impl Scale {
+    fn px(self, v: f64) -> u32 {
+        (v * self.0).round().max(1.0) as u32
+    }
+    fn font(self, size: f64) -> TextStyle<'static> {
+        ("sans-serif", size * self.0).into_font().color(&BLACK)
+    }
+}
+
+/// `0..max` padded by 10 %, never empty.
+fn up_to(max: f64) -> std::ops::Range<f64> {
+    let m = if max.is_finite() && max > 0.0 {
+        max * 1.1
+    } else {
+        1.0
+    };
+    0.0..m
+}
+
+fn max_y<'a>(series: impl IntoIterator<Item = &'a (f64, f64)>) -> f64 {
+    series
+        .into_iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+}
+
+/// A line chart with the common axes, grid and legend; `body` adds the series.
+fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    sc: Scale,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &str,
+    y_desc: &str,
+    body: impl FnOnce(&mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>) -> DrawResult,
+) -> DrawResult {
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(area)
+        .margin(sc.px(8.0))
+        .x_label_area_size(sc.px(34.0))
+        .y_label_area_size(sc.px(56.0))
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(palette::GRID)
+        .bold_line_style(palette::GRID)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(sc.font(11.0))
+        .axis_desc_style(sc.font(12.0))
+        .x_labels(8)
+        .y_labels(6)
+        .draw()
+        .map_err(err)?;
+    body(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(palette::GRID)
+        .label_font(sc.font(11.0))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+fn legend_line(c: RGBColor, sc: Scale) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    let w = sc.px(14.0) as i32;
+    let sw = sc.px(2.0);
+    move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], c.stroke_width(sw))
+}
+
+fn legend_box(c: RGBColor, sc: Scale) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    let w = sc.px(10.0) as i32;
+    move |(x, y)| Rectangle::new([(x, y - w / 2), (x + w, y + w / 2)], c.filled())
+}
+
+pub fn draw_latency<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    o: LatencyOptions,
+    sc: Scale,
+) -> DrawResult {
+    let l = &d.latency;
+    let mut ymax: f64 = 0.0;
+    if o.video {
+        ymax = ymax.max(max_y(&l.video_g2g));
+    }
+    if o.audio {
+        ymax = ymax.max(max_y(&l.audio_g2g));
+    }
+    for (i, (_, pts)) in l.video_stages.iter().enumerate() {
+        if o.stages[i] {
+            ymax = ymax.max(max_y(pts));
+        }
+    }
+    line_chart(
+        area,
+        sc,
+        0.0..d.duration_s.max(1.0),
+        up_to(ymax),
+        "capture time (s)",
+        "latency (ms)",
+        |chart| {
+            let thin = sc.px(1.0);
+            for (i, (stage, pts)) in l.video_stages.iter().enumerate() {
+                if !o.stages[i] {
+                    continue;
+                }
+                let c = palette::STAGES[i];
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(thin)))
+                    .map_err(err)?
+                    .label(format!("video: {}", stage.label()))
+                    .legend(legend_line(c, sc));
+            }
+            if o.audio {
+                chart
+                    .draw_series(LineSeries::new(
+                        l.audio_g2g.iter().copied(),
+                        palette::AUDIO.stroke_width(thin),
+                    ))
+                    .map_err(err)?
+                    .label("audio glass-to-glass")
+                    .legend(legend_line(palette::AUDIO, sc));
+            }
+            if o.video {
+                chart
+                    .draw_series(LineSeries::new(
+                        l.video_g2g.iter().copied(),
+                        palette::VIDEO.stroke_width(sc.px(1.5)),
+                    ))
+                    .map_err(err)?
+                    .label("video glass-to-glass")
+                    .legend(legend_line(palette::VIDEO, sc));
+            }
+            if !l.video_drops.is_empty() {
+                let r = sc.px(3.0) as i32;
+                chart
+                    .draw_series(l.video_drops.iter().map(|(t, _)| {
+                        TriangleMarker::new((*t, 0.0), r, palette::BAD.filled())
+                    }))
+                    .map_err(err)?
+                    .label("video frame never shown")
+                    .legend(move |(x, y)| TriangleMarker::new((x + r, y), r, palette::BAD.filled()));
+            }
+            Ok(())
+        },
+    )
+}
+
+pub fn draw_vbv<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    sc: Scale,
+) -> DrawResult {
+    let v = &d.vbv;
+    let ymax = max_y(&v.fullness_kbit).max(v.buffer_kbit);
+    let xmax = v
+        .fullness_kbit
+        .last()
+        .map_or(d.duration_s, |p| p.0)
+        .max(1.0);
+    line_chart(
+        area,
+        sc,
+        0.0..xmax,
+        up_to(ymax),
+        "time (s)",
+        "fullness (kbit)",
+        |chart| {
+            if v.buffer_kbit > 0.0 {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(0.0, v.buffer_kbit), (xmax, v.buffer_kbit)],
+                        sc.px(6.0),
+                        sc.px(4.0),
+                        palette::GREY.stroke_width(sc.px(1.0)),
+                    ))
+                    .map_err(err)?
+                    .label(format!("buffer size {:.0} kbit", v.buffer_kbit))
+                    .legend(legend_line(palette::GREY, sc));
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    v.fullness_kbit.iter().copied(),
+                    palette::VIDEO.stroke_width(sc.px(1.0)),
+                ))
+                .map_err(err)?
+                .label("fullness after each frame")
+                .legend(legend_line(palette::VIDEO, sc));
+            let r = sc.px(3.0) as i32;
+            if !v.overflows.is_empty() {
+                let top = v.buffer_kbit;
+                chart
+                    .draw_series(
+                        v.overflows
+                            .iter()
+                            .map(|t| Circle::new((*t, top), r, palette::WARN.filled())),
+                    )
+                    .map_err(err)?
+                    .label(format!("full: filler/clipped ({})", v.overflows.len()))
+                    .legend(move |(x, y)| Circle::new((x + r, y), r, palette::WARN.filled()));
+            }
+            if !v.underflows.is_empty() {
+                chart
+                    .draw_series(
+                        v.underflows
+                            .iter()
+                            .map(|t| TriangleMarker::new((*t, 0.0), r + 1, palette::BAD.filled())),
+                    )
+                    .map_err(err)?
+                    .label(format!("underflow ({})", v.underflows.len()))
+                    .legend(move |(x, y)| {
+                        TriangleMarker::new((x + r, y), r + 1, palette::BAD.filled())
+                    });
+            }
+            Ok(())
+        },
+    )?;
+    if v.buffer_kbit <= 0.0 {
+        area.draw(&Text::new(
+            "no VBV (buffer 0): the encoder's rate is unconstrained",
+            (sc.px(70.0) as i32, sc.px(16.0) as i32),
+            sc.font(12.0),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+pub fn draw_bitrate<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    sc: Scale,
+) -> DrawResult {
+    let b = &d.bitrate;
+    let total: Vec<(f64, f64)> = b
+        .video_kbps
+        .iter()
+        .zip(b.audio_kbps.iter().chain(std::iter::repeat(&(0.0, 0.0))))
+        .map(|(v, a)| (v.0, v.1 + a.1))
+        .collect();
+    let data_max = max_y(&total).max(b.target_kbps);
+    // Show the capacity line only when it is within reach of the data (else say it in text).
+    let show_cap = b.capacity_kbps > 0.0 && b.capacity_kbps < data_max * 3.0;
+    let ymax = if show_cap {
+        data_max.max(b.capacity_kbps)
+    } else {
+        data_max
+    };
+    let xmax = d.duration_s.max(1.0);
+    line_chart(
+        area,
+        sc,
+        0.0..xmax,
+        up_to(ymax),
+        "stream time (s)",
+        "bitrate (kb/s)",
+        |chart| {
+            if show_cap {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(0.0, b.capacity_kbps), (xmax, b.capacity_kbps)],
+                        palette::BAD.stroke_width(sc.px(2.0)),
+                    ))
+                    .map_err(err)?
+                    .label(format!("uplink capacity {:.0} kb/s", b.capacity_kbps))
+                    .legend(legend_line(palette::BAD, sc));
+            }
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, b.target_kbps), (xmax, b.target_kbps)],
+                    sc.px(6.0),
+                    sc.px(4.0),
+                    palette::GREY.stroke_width(sc.px(1.0)),
+                ))
+                .map_err(err)?
+                .label(format!("target {:.0} kb/s", b.target_kbps))
+                .legend(legend_line(palette::GREY, sc));
+            chart
+                .draw_series(LineSeries::new(
+                    total.iter().copied(),
+                    palette::VIDEO.stroke_width(sc.px(1.5)),
+                ))
+                .map_err(err)?
+                .label("video + audio, per second")
+                .legend(legend_line(palette::VIDEO, sc));
+            chart
+                .draw_series(LineSeries::new(
+                    b.audio_kbps.iter().copied(),
+                    palette::AUDIO.stroke_width(sc.px(1.0)),
+                ))
+                .map_err(err)?
+                .label("audio")
+                .legend(legend_line(palette::AUDIO, sc));
+            Ok(())
+        },
+    )?;
+    if !show_cap {
+        let text = if b.capacity_kbps > 0.0 {
+            format!("uplink capacity {:.0} kb/s: far above", b.capacity_kbps)
+        } else {
+            "uplink capacity: unlimited".to_string()
+        };
+        area.draw(&Text::new(
+            text,
+            (sc.px(70.0) as i32, sc.px(16.0) as i32),
+            sc.font(12.0),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+pub fn draw_buffer<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    sc: Scale,
+) -> DrawResult {
+    let b = &d.buffer;
+    let ymax = max_y(&b.level_ms).max(b.startup_buffer_ms);
+    let range = up_to(ymax);
+    let top = range.end;
+    let xmax = d.duration_s.max(1.0);
+    line_chart(
+        area,
+        sc,
+        0.0..xmax,
+        range,
+        "time (s)",
+        "buffered media (ms)",
+        |chart| {
+            if !b.rebuffers.is_empty() {
+                let fill = palette::BAD.mix(0.25).filled();
+                chart
+                    .draw_series(
+                        b.rebuffers
+                            .iter()
+                            .map(|(a, e)| Rectangle::new([(*a, 0.0), (e.max(*a + 0.02), top)], fill)),
+                    )
+                    .map_err(err)?
+                    .label(format!("rebuffering ({})", b.rebuffers.len()))
+                    .legend(legend_box(palette::BAD, sc));
+            }
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, b.startup_buffer_ms), (xmax, b.startup_buffer_ms)],
+                    sc.px(6.0),
+                    sc.px(4.0),
+                    palette::GREY.stroke_width(sc.px(1.0)),
+                ))
+                .map_err(err)?
+                .label(format!("start-up threshold {:.0} ms", b.startup_buffer_ms))
+                .legend(legend_line(palette::GREY, sc));
+            chart
+                .draw_series(LineSeries::new(
+                    b.level_ms.iter().copied(),
+                    palette::GOOD.stroke_width(sc.px(1.5)),
+                ))
+                .map_err(err)?
+                .label("player 0's buffer")
+                .legend(legend_line(palette::GOOD, sc));
+            Ok(())
+        },
+    )
+}
+
+/// Horizontal bars: stage segments stacked left to right.
+pub fn draw_breakdown<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    sc: Scale,
+) -> DrawResult {
+    let bd = &d.breakdown;
+    let sum = |v: &[(Stage, f64)]| v.iter().map(|x| x.1).sum::<f64>();
+    let xmax = sum(&bd.video)
+        .max(sum(&bd.audio))
+        .max(bd.video_g2g_p50.unwrap_or(0.0))
+        .max(bd.audio_g2g_p50.unwrap_or(0.0));
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(area)
+        .margin(sc.px(8.0))
+        .x_label_area_size(sc.px(34.0))
+        .y_label_area_size(sc.px(56.0))
+        .build_cartesian_2d(up_to(xmax), 0.0..2.6f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .light_line_style(palette::GRID)
+        .bold_line_style(palette::GRID)
+        .x_desc("p50 latency (ms), stages stacked")
+        .label_style(sc.font(11.0))
+        .axis_desc_style(sc.font(12.0))
+        .x_labels(8)
+        .draw()
+        .map_err(err)?;
+    let rows = [
+        ("video", &bd.video, bd.video_g2g_p50, 1.55),
+        ("audio", &bd.audio, bd.audio_g2g_p50, 0.55),
+    ];
+    for (name, stages, g2g, y) in rows {
+        let mut x = 0.0;
+        for (i, (stage, ms)) in stages.iter().enumerate() {
+            let c = palette::STAGES[i];
+            let seg = [(x, y), (x + ms, y + 0.7)];
+            let s = chart
+                .draw_series(std::iter::once(Rectangle::new(seg, c.filled())))
+                .map_err(err)?;
+            if name == "video" {
+                s.label(stage.label()).legend(legend_box(c, sc));
+            }
+            x += ms;
+        }
+        chart
+            .draw_series(std::iter::once(Text::new(
+                name.to_string(),
+                (0.0, y + 0.95),
+                sc.font(11.0),
+            )))
+            .map_err(err)?;
+        if let Some(g) = g2g {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(g, y - 0.1), (g, y + 0.8)],
+                    BLACK.stroke_width(sc.px(2.0)),
+                )))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, -1.0), (0.0, -1.0)],
+            BLACK.stroke_width(sc.px(2.0)),
+        )))
+        .map_err(err)?
+        .label("glass-to-glass p50")
+        .legend(legend_line(RGBColor(0, 0, 0), sc));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(palette::GRID)
+        .label_font(sc.font(10.0))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// A waterfall of the player's start-up, from its join.
+pub fn draw_startup<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    sc: Scale,
+) -> DrawResult {
+    let st = &d.startup;
+    let n = st.player.len().max(1) as f64;
+    let xmax = st
+        .player
+        .iter()
+        .map(|s| s.end_ms)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(area)
+        .margin(sc.px(8.0))
+        .x_label_area_size(sc.px(34.0))
+        .y_label_area_size(sc.px(8.0))
+        .build_cartesian_2d(0.0..xmax * 1.45, 0.0..n)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .light_line_style(palette::GRID)
+        .bold_line_style(palette::GRID)
+        .x_desc("time since the player started connecting (ms)")
+        .label_style(sc.font(11.0))
+        .axis_desc_style(sc.font(12.0))
+        .x_labels(8)
+        .draw()
+        .map_err(err)?;
+    for (i, span) in st.player.iter().enumerate() {
+        let y = n - 1.0 - i as f64;
+        let c = match span.label {
+            "waiting for a keyframe" => palette::BAD,
+            "cached GOP arrives" => palette::GOOD,
+            "filling the buffer, decode" => palette::AUDIO,
+            _ => palette::VIDEO,
+        };
+        let end = span.end_ms.max(span.start_ms + xmax * 0.002);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(span.start_ms, y + 0.2), (end, y + 0.8)],
+                c.filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{} {:.0} ms", span.label, span.end_ms - span.start_ms),
+                (end + xmax * 0.01, y + 0.7),
+                sc.font(11.0),
+            )))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Measured (magenta) over simulated (blue) for one quantity.
+pub fn draw_overlay<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    o: &Overlay,
+    x_desc: &str,
+    y_desc: &str,
+    sc: Scale,
+) -> DrawResult {
+    let xmax = o
+        .measured
+        .iter()
+        .chain(&o.simulated)
+        .map(|p| p.0)
+        .fold(1.0, f64::max);
+    let ymax = max_y(&o.measured).max(max_y(&o.simulated));
+    line_chart(area, sc, 0.0..xmax, up_to(ymax), x_desc, y_desc, |chart| {
+        chart
+            .draw_series(LineSeries::new(
+                o.simulated.iter().copied(),
+                palette::VIDEO.stroke_width(sc.px(1.0)),
+            ))
+            .map_err(err)?
+            .label("simulated")
+            .legend(legend_line(palette::VIDEO, sc));
+        chart
+            .draw_series(LineSeries::new(
+                o.measured.iter().copied(),
+                palette::MEASURED.stroke_width(sc.px(1.5)),
+            ))
+            .map_err(err)?
+            .label("measured")
+            .legend(legend_line(palette::MEASURED, sc));
+        Ok(())
+    })
+}
+
+/// Draws one of the page's charts.
+pub fn draw_kind<DB: DrawingBackend>(
+    kind: ChartKind,
+    area: &DrawingArea<DB, Shift>,
+    d: &ChartData,
+    o: LatencyOptions,
+    sc: Scale,
+) -> DrawResult {
+    match kind {
+        ChartKind::Latency => draw_latency(area, d, o, sc),
+        ChartKind::Vbv => draw_vbv(area, d, sc),
+        ChartKind::Bitrate => draw_bitrate(area, d, sc),
+        ChartKind::Buffer => draw_buffer(area, d, sc),
+        ChartKind::Breakdown => draw_breakdown(area, d, sc),
+        ChartKind::Startup => draw_startup(area, d, sc),
+    }
+}
+
+/// Sizes `canvas` to its CSS box at the device pixel ratio and draws on it with `f`.
+#[cfg(target_arch = "wasm32")]
+pub fn draw_on_canvas(
+    canvas: &web_sys::HtmlCanvasElement,
+    height_css: u32,
+    f: impl FnOnce(
+        &DrawingArea<plotters_canvas::CanvasBackend, Shift>,
+        Scale,
+    ) -> DrawResult,
+) -> DrawResult {
+    let dpr = web_sys::window()
+        .map(|w| w.device_pixel_ratio())
+        .unwrap_or(1.0)
+        .clamp(1.0, 2.0);
+    let css_w = canvas.client_width().max(200) as f64;
+    let (w, h) = (
+        (css_w * dpr).round() as u32,
+        (height_css as f64 * dpr).round() as u32,
+    );
+    if canvas.width() != w {
+        canvas.set_width(w);
+    }
+    if canvas.height() != h {
+        canvas.set_height(h);
+    }
+    let backend = plotters_canvas::CanvasBackend::with_canvas_object(canvas.clone())
+        .ok_or("no 2d context on the canvas")?;
+    let area = backend.into_drawing_area();
+    f(&area, Scale(dpr))?;
+    area.present().map_err(err)
+}
+
+/// The stage colour for a legend in HTML.
+pub fn stage_css_color(i: usize) -> String {
+    let c = palette::STAGES[i % PIPELINE.len()];
+    format!("rgb({},{},{})", c.0, c.1, c.2)
+}
