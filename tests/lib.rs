@@ -69,7 +69,11 @@ pub fn stderr(o: &Output) -> String {
 pub fn unique_key(label: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{label}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A normal session on `addr`: a scripted publisher publishes `live/<fresh key>`, a scripted
@@ -126,10 +130,14 @@ pub fn check_publish_play(addr: SocketAddr) -> Result<(), String> {
                     ));
                 }
                 if markers.is_empty() && !key {
-                    return Err(format!("player's first video frame {marker} is not a keyframe"));
+                    return Err(format!(
+                        "player's first video frame {marker} is not a keyframe"
+                    ));
                 }
                 if markers.last().is_some_and(|&l| marker <= l) {
-                    return Err(format!("video frames out of order: {marker} after {markers:?}"));
+                    return Err(format!(
+                        "video frames out of order: {marker} after {markers:?}"
+                    ));
                 }
                 markers.push(marker);
             }

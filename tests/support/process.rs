@@ -191,11 +191,14 @@ impl Server {
             if !config_toml.is_empty() {
                 cmd.arg("--config").arg(&config);
             }
-            cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("info".into()))
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err);
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
             let child = cmd.spawn().expect("start rtmp-lab serve");
             let mut server = Server {
                 child,
@@ -234,8 +237,7 @@ impl Server {
             let printed = std::fs::read_to_string(&self.log)
                 .unwrap_or_default()
                 .contains("RTMP on");
-            if printed
-                && TcpStream::connect_timeout(&self.rtmp, Duration::from_millis(200)).is_ok()
+            if printed && TcpStream::connect_timeout(&self.rtmp, Duration::from_millis(200)).is_ok()
             {
                 return Ok(());
             }

@@ -238,7 +238,11 @@ impl AmfIn<'_> {
                 let len = self.u32()?;
                 Amf::String(self.utf8(len)?)
             }
-            other => return Err(format!("AMF0 marker {other:#04x} not handled by the test client")),
+            other => {
+                return Err(format!(
+                    "AMF0 marker {other:#04x} not handled by the test client"
+                ))
+            }
         })
     }
 }
@@ -726,7 +730,8 @@ impl Client {
         payload: &[u8],
     ) -> io::Result<()> {
         let mut out = Vec::new();
-        self.writer.write(&mut out, csid, ts, type_id, msid, payload);
+        self.writer
+            .write(&mut out, csid, ts, type_id, msid, payload);
         self.send_raw(&out)
     }
 
@@ -1028,7 +1033,11 @@ pub fn wait_closed(sock: &mut TcpStream, timeout: Duration) -> bool {
         match sock.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }

@@ -259,12 +259,7 @@ impl ChartData {
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        for (t, v) in self
-            .latency
-            .video_g2g
-            .iter()
-            .chain(&self.latency.audio_g2g)
-        {
+        for (t, v) in self.latency.video_g2g.iter().chain(&self.latency.audio_g2g) {
             eat(*t);
             eat(*v);
         }

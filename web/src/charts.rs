@@ -7,6 +7,7 @@
 
 use crate::chart_data::{ChartData, PIPELINE};
 use crate::measured::Overlay;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use sim_core::trace::Stage;
@@ -255,12 +256,16 @@ pub fn draw_latency<DB: DrawingBackend>(
             if !l.video_drops.is_empty() {
                 let r = sc.px(3.0) as i32;
                 chart
-                    .draw_series(l.video_drops.iter().map(|(t, _)| {
-                        TriangleMarker::new((*t, 0.0), r, palette::BAD.filled())
-                    }))
+                    .draw_series(
+                        l.video_drops
+                            .iter()
+                            .map(|(t, _)| TriangleMarker::new((*t, 0.0), r, palette::BAD.filled())),
+                    )
                     .map_err(err)?
                     .label("video frame never shown")
-                    .legend(move |(x, y)| TriangleMarker::new((x + r, y), r, palette::BAD.filled()));
+                    .legend(move |(x, y)| {
+                        TriangleMarker::new((x + r, y), r, palette::BAD.filled())
+                    });
             }
             Ok(())
         },
@@ -453,9 +458,9 @@ pub fn draw_buffer<DB: DrawingBackend>(
                 let fill = palette::BAD.mix(0.25).filled();
                 chart
                     .draw_series(
-                        b.rebuffers
-                            .iter()
-                            .map(|(a, e)| Rectangle::new([(*a, 0.0), (e.max(*a + 0.02), top)], fill)),
+                        b.rebuffers.iter().map(|(a, e)| {
+                            Rectangle::new([(*a, 0.0), (e.max(*a + 0.02), top)], fill)
+                        }),
                     )
                     .map_err(err)?
                     .label(format!("rebuffering ({})", b.rebuffers.len()))
@@ -681,14 +686,10 @@ pub fn draw_kind<DB: DrawingBackend>(
 }
 
 /// Sizes `canvas` to its CSS box at the device pixel ratio and draws on it with `f`.
-#[cfg(target_arch = "wasm32")]
 pub fn draw_on_canvas(
     canvas: &web_sys::HtmlCanvasElement,
     height_css: u32,
-    f: impl FnOnce(
-        &DrawingArea<plotters_canvas::CanvasBackend, Shift>,
-        Scale,
-    ) -> DrawResult,
+    f: impl FnOnce(&DrawingArea<plotters_canvas::CanvasBackend, Shift>, Scale) -> DrawResult,
 ) -> DrawResult {
     let dpr = web_sys::window()
         .map(|w| w.device_pixel_ratio())

@@ -124,7 +124,10 @@ impl Control {
 
     /// The errors of `errors` that belong to this control.
     pub fn errors<'a>(&self, errors: &'a [FieldError]) -> Vec<&'a FieldError> {
-        errors.iter().filter(|e| path_matches(self.path, &e.path)).collect()
+        errors
+            .iter()
+            .filter(|e| path_matches(self.path, &e.path))
+            .collect()
     }
 }
 
@@ -196,7 +199,11 @@ const JITTER_DISTS: &[JitterDistribution] = &[
     JitterDistribution::Pareto,
 ];
 const JITTER_LABELS: &[&str] = &["uniform (±J)", "normal (σ = J)", "pareto (heavy tail)"];
-const LOSS_LABELS: &[&str] = &["none", "Bernoulli (independent)", "Gilbert–Elliott (bursty)"];
+const LOSS_LABELS: &[&str] = &[
+    "none",
+    "Bernoulli (independent)",
+    "Gilbert–Elliott (bursty)",
+];
 const DROP_LABELS: &[&str] = &["drop to next keyframe", "disconnect the player"];
 
 fn index_of<T: PartialEq>(list: &[T], v: &T) -> f64 {
@@ -292,8 +299,14 @@ static CONTROLS: &[Control] = &[
         group: Group::Encoder,
         label: "Frame rate",
         unit: "fps",
-        help: "Frames per second. One frame period is the smallest unit of encoder and Nagle delay.",
-        widget: Widget::Slider { min: 1.0, max: 120.0, step: 1.0, log: false },
+        help:
+            "Frames per second. One frame period is the smallest unit of encoder and Nagle delay.",
+        widget: Widget::Slider {
+            min: 1.0,
+            max: 120.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| s.encoder.fps,
         set: |s, v| s.encoder.fps = v,
     },
@@ -305,7 +318,12 @@ static CONTROLS: &[Control] = &[
         unit: "frames",
         help: "Frames from one keyframe (IDR) to the next. A player can only start at a keyframe: \
                without a GOP cache it waits up to this long.",
-        widget: Widget::Slider { min: 1.0, max: 1000.0, step: 1.0, log: true },
+        widget: Widget::Slider {
+            min: 1.0,
+            max: 1000.0,
+            step: 1.0,
+            log: true,
+        },
         get: |s| s.encoder.keyframe_interval_frames as f64,
         set: |s, v| s.encoder.keyframe_interval_frames = v.max(0.0) as u32,
     },
@@ -316,7 +334,12 @@ static CONTROLS: &[Control] = &[
         label: "B-frames",
         unit: "",
         help: "Consecutive B-frames: each one delays output by a frame period (reordering).",
-        widget: Widget::Slider { min: 0.0, max: 16.0, step: 1.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 16.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| s.encoder.bframes as f64,
         set: |s, v| s.encoder.bframes = v.max(0.0) as u32,
     },
@@ -339,7 +362,8 @@ static CONTROLS: &[Control] = &[
         group: Group::RateControl,
         label: "Rate control",
         unit: "",
-        help: "CBR (OBS default) pads to a constant rate; VBR/capped CRF let the rate fall on easy \
+        help:
+            "CBR (OBS default) pads to a constant rate; VBR/capped CRF let the rate fall on easy \
                scenes; CQP has no rate control at all.",
         widget: Widget::Choice(RC_LABELS),
         get: |s| index_of(RC_MODES, &s.rate_control.mode),
@@ -357,7 +381,12 @@ static CONTROLS: &[Control] = &[
         unit: "kb/s",
         help: "Target video bitrate. Above the uplink's capacity the sender's queue grows without \
                bound.",
-        widget: Widget::Slider { min: 100.0, max: 100_000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 100.0,
+            max: 100_000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.rate_control.bitrate_kbps,
         set: |s, v| s.rate_control.bitrate_kbps = v,
     },
@@ -369,7 +398,12 @@ static CONTROLS: &[Control] = &[
         unit: "kbit",
         help: "The leaky bucket: a frame may wait up to buffer ÷ max rate in the sender's queue. \
                OBS: buffer = bitrate (1 s). 0 = no VBV.",
-        widget: Widget::Slider { min: 50.0, max: 200_000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 50.0,
+            max: 200_000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.rate_control.vbv_buffer_kbits,
         set: |s, v| s.rate_control.vbv_buffer_kbits = v,
     },
@@ -381,7 +415,12 @@ static CONTROLS: &[Control] = &[
         label: "Uplink RTT",
         unit: "ms",
         help: "Round trip publisher ↔ server (twice the one-way propagation delay).",
-        widget: Widget::Slider { min: 0.0, max: 1000.0, step: 1.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 1000.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| 2.0 * s.uplink.propagation_ms,
         set: |s, v| s.uplink.propagation_ms = v / 2.0,
     },
@@ -392,7 +431,12 @@ static CONTROLS: &[Control] = &[
         label: "Uplink jitter J",
         unit: "ms",
         help: "Per-packet delay variation with netem's semantics (TCP still delivers in order).",
-        widget: Widget::Slider { min: 0.0, max: 200.0, step: 1.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 200.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| s.uplink.jitter.ms,
         set: |s, v| s.uplink.jitter.ms = v,
     },
@@ -454,7 +498,12 @@ static CONTROLS: &[Control] = &[
         unit: "%",
         help: "Mean loss rate. Each loss costs at least an RTT (fast retransmit) or a 200 ms \
                timeout, and TCP holds every later byte behind it.",
-        widget: Widget::Slider { min: 0.0, max: 10.0, step: 0.1, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 10.0,
+            step: 0.1,
+            log: false,
+        },
         get: |s| 100.0 * mean_loss(&s.uplink.loss),
         set: |s, v| set_mean_loss(&mut s.uplink.loss, v / 100.0),
     },
@@ -465,7 +514,12 @@ static CONTROLS: &[Control] = &[
         label: "Uplink capacity",
         unit: "kb/s",
         help: "Bottleneck rate of the publisher's path (0 in the box = unlimited).",
-        widget: Widget::Slider { min: 200.0, max: 1_000_000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 200.0,
+            max: 1_000_000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.uplink.bottleneck_kbps,
         set: |s, v| s.uplink.bottleneck_kbps = v,
     },
@@ -476,7 +530,12 @@ static CONTROLS: &[Control] = &[
         label: "Downlink RTT",
         unit: "ms",
         help: "Round trip server ↔ player.",
-        widget: Widget::Slider { min: 0.0, max: 1000.0, step: 1.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 1000.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| 2.0 * s.downlink.propagation_ms,
         set: |s, v| s.downlink.propagation_ms = v / 2.0,
     },
@@ -487,7 +546,12 @@ static CONTROLS: &[Control] = &[
         label: "Downlink capacity",
         unit: "kb/s",
         help: "Each player's path from the server (0 in the box = unlimited).",
-        widget: Widget::Slider { min: 200.0, max: 1_000_000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 200.0,
+            max: 1_000_000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.downlink.bottleneck_kbps,
         set: |s, v| s.downlink.bottleneck_kbps = v,
     },
@@ -544,7 +608,12 @@ static CONTROLS: &[Control] = &[
         label: "Publisher chunk size",
         unit: "bytes",
         help: "RTMP chunk size (spec default 128, OBS 4096): small chunks add header bytes.",
-        widget: Widget::Slider { min: 128.0, max: 65_536.0, step: 1.0, log: true },
+        widget: Widget::Slider {
+            min: 128.0,
+            max: 65_536.0,
+            step: 1.0,
+            log: true,
+        },
         get: |s| s.rtmp.publisher_chunk_size as f64,
         set: |s, v| s.rtmp.publisher_chunk_size = v.max(0.0) as u32,
     },
@@ -568,7 +637,12 @@ static CONTROLS: &[Control] = &[
         label: "Player queue bound",
         unit: "KiB",
         help: "Media the server holds for a slow player before its drop policy acts.",
-        widget: Widget::Slider { min: 16.0, max: 65_536.0, step: 1.0, log: true },
+        widget: Widget::Slider {
+            min: 16.0,
+            max: 65_536.0,
+            step: 1.0,
+            log: true,
+        },
         get: |s| s.server.queue_max_bytes as f64 / 1024.0,
         set: |s, v| s.server.queue_max_bytes = (v.max(0.0) * 1024.0) as u64,
     },
@@ -579,7 +653,12 @@ static CONTROLS: &[Control] = &[
         label: "Player queue bound (time)",
         unit: "ms",
         help: "The same bound in media time (newest − oldest timestamp).",
-        widget: Widget::Slider { min: 100.0, max: 60_000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 100.0,
+            max: 60_000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.server.queue_max_ms,
         set: |s, v| s.server.queue_max_ms = v,
     },
@@ -612,7 +691,12 @@ static CONTROLS: &[Control] = &[
         unit: "ms",
         help: "Media buffered before playback starts (VLC: 1000 ms network caching). Every ms \
                here is a ms of latency, forever, unless the player catches up.",
-        widget: Widget::Slider { min: 0.0, max: 5000.0, step: 10.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 5000.0,
+            step: 10.0,
+            log: false,
+        },
         get: |s| s.player.startup_buffer_ms,
         set: |s, v| s.player.startup_buffer_ms = v,
     },
@@ -634,7 +718,12 @@ static CONTROLS: &[Control] = &[
         label: "Catch up above",
         unit: "ms",
         help: "Buffer level above which the player speeds up.",
-        widget: Widget::Slider { min: 50.0, max: 5000.0, step: 10.0, log: true },
+        widget: Widget::Slider {
+            min: 50.0,
+            max: 5000.0,
+            step: 10.0,
+            log: true,
+        },
         get: |s| s.player.catch_up.max_buffer_ms,
         set: |s, v| s.player.catch_up.max_buffer_ms = v,
     },
@@ -646,7 +735,12 @@ static CONTROLS: &[Control] = &[
         label: "Duration",
         unit: "s",
         help: "Simulated time. Long runs are computed in slices so the page stays responsive.",
-        widget: Widget::Slider { min: 5.0, max: 3600.0, step: 1.0, log: true },
+        widget: Widget::Slider {
+            min: 5.0,
+            max: 3600.0,
+            step: 1.0,
+            log: true,
+        },
         get: |s| s.duration_s,
         set: |s, v| s.duration_s = v,
     },
@@ -657,7 +751,12 @@ static CONTROLS: &[Control] = &[
         label: "Player joins at",
         unit: "s",
         help: "When the (first) player connects: joining mid-GOP shows the GOP cache at work.",
-        widget: Widget::Slider { min: 0.0, max: 60.0, step: 0.1, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 60.0,
+            step: 0.1,
+            log: false,
+        },
         get: |s| s.players.join_at_s,
         set: |s, v| s.players.join_at_s = v,
     },
@@ -668,7 +767,12 @@ static CONTROLS: &[Control] = &[
         label: "Players",
         unit: "",
         help: "Number of players (player 0 is traced frame by frame; the rest are summarised).",
-        widget: Widget::Slider { min: 1.0, max: 1000.0, step: 1.0, log: true },
+        widget: Widget::Slider {
+            min: 1.0,
+            max: 1000.0,
+            step: 1.0,
+            log: true,
+        },
         get: |s| s.players.count as f64,
         set: |s, v| s.players.count = v.max(0.0) as u32,
     },
@@ -679,7 +783,12 @@ static CONTROLS: &[Control] = &[
         label: "Random seed",
         unit: "",
         help: "Same scenario + seed = same trace, bit for bit.",
-        widget: Widget::Slider { min: 0.0, max: 100.0, step: 1.0, log: false },
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 100.0,
+            step: 1.0,
+            log: false,
+        },
         get: |s| s.seed as f64,
         set: |s, v| s.seed = v.max(0.0) as u64,
     },
@@ -707,7 +816,12 @@ mod tests {
     #[test]
     fn set_then_get_round_trips() {
         let mut s = preset("obs-default").unwrap();
-        for (id, v) in [("rtt", 123.0), ("fps", 60.0), ("loss", 2.0), ("keyint", 240.0)] {
+        for (id, v) in [
+            ("rtt", 123.0),
+            ("fps", 60.0),
+            ("loss", 2.0),
+            ("keyint", 240.0),
+        ] {
             let c = control(id).unwrap();
             (c.set)(&mut s, v);
             assert!(((c.get)(&s) - v).abs() < 1e-9, "{id}");

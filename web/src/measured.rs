@@ -236,12 +236,11 @@ pub fn overlays(frames: &[FrameInfo], trace: &Trace) -> MeasuredOverlays {
             out.vbv_kbit.measured.push((t, v / 1e3));
         }
     }
-    out.bitrate_kbps.measured = per_second_kbps(video.iter().map(|f| {
-        (
-            (f.timestamp_ms as f64 - t0_ms) / 1e3,
-            f.size_bytes as f64,
-        )
-    }));
+    out.bitrate_kbps.measured = per_second_kbps(
+        video
+            .iter()
+            .map(|f| ((f.timestamp_ms as f64 - t0_ms) / 1e3, f.size_bytes as f64)),
+    );
 
     // The simulated stream over the same span, from the same offset into the stream.
     let sim_len_s = trace.duration_us.as_secs_f64();

@@ -82,7 +82,10 @@ impl core::fmt::Display for FragmentError {
         match self {
             FragmentError::Missing => write!(f, "the link holds no scenario"),
             FragmentError::Encoding => {
-                write!(f, "the scenario in the link is damaged (not base64url text)")
+                write!(
+                    f,
+                    "the scenario in the link is damaged (not base64url text)"
+                )
             }
             FragmentError::Scenario(e) => write!(f, "the scenario in the link: {e}"),
         }

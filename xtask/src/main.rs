@@ -7,6 +7,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod web;
+
 const USAGE: &str = "\
 cargo xtask <command>
 
@@ -15,8 +17,11 @@ Commands:
               (unit, property, end-to-end against the real rtmp-lab binary), a wasm32 build of
               sim-core, and a check that sim-core's traces are identical natively and as wasm
               (wasm32-wasip1 under Node). Installs the wasm targets when missing.
-  lab         Builds the lab and runs what of it exists today (the simulator and the seed
-              audit; see README.md for what is not built yet).
+  lab         Builds the browser lab (web/dist) and rtmp-lab (release), then runs
+              `rtmp-lab serve` in the foreground: open http://127.0.0.1:8080.
+  build-web   Builds only the browser lab into web/dist (wasm32 release, wasm-bindgen,
+              wasm-opt); installs the wasm32 target, the matching wasm-bindgen-cli and
+              binaryen (npm) when missing. Prints the wasm size.
   bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
   help        This text.
 ";
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("lab") => lab(&args[1..]),
+        Some("build-web") => web::build_web(),
         Some("bench") => bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -179,11 +185,20 @@ fn test() -> Result<(), String> {
         ]),
     )?;
     check_wasm_determinism()?;
+    // The browser lab: sim-core and the lab's logic in headless Chromium, then the page served
+    // by the real server, driven end to end (screenshots in target/screenshots).
+    web::test_wasm_in_browser()?;
+    web::test_e2e_browser()?;
     eprintln!("\nxtask test: all checks passed");
     Ok(())
 }
 
 fn lab(_args: &[String]) -> Result<(), String> {
+    // The browser lab served by `rtmp-lab serve`; without `serve` in the binary, what the lab
+    // was before it: the command-line simulator.
+    if web::lab_serve()? {
+        return Ok(());
+    }
     run(
         "build rtmp-lab (release)",
         cargo().args(["build", "--release", "-p", "native-server"]),

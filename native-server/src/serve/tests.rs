@@ -510,3 +510,50 @@ async fn garbage_closes_only_that_connection_and_shutdown_ends_players() {
     }
     assert!(player.closed, "players are closed at shutdown");
 }
+
+/// The fan-out hot path without sockets: one publisher, 100 players, 1,000 video messages.
+/// Run with `cargo test --release -p native-server fan_out_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "measurement; run in release"]
+async fn fan_out_cost() {
+    use super::outbox::Outbox;
+    use super::relay::Relay;
+    use std::sync::Arc;
+    let mut settings = Settings::default();
+    settings.relay.queue_max_ms = 1e9;
+    settings.relay.queue_max_bytes = 1 << 30;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let relay = Relay::new(&settings, settings.publish_auth().expect("auth"), rx);
+    let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+    let publisher = Arc::new(Outbox::new(peer, 1 << 30));
+    let stream = relay
+        .publish("live", "bench", "bench", 0, peer, &publisher, 1)
+        .expect("publish");
+    let players: Vec<Arc<Outbox>> = (1..=100)
+        .map(|id| {
+            let o = Arc::new(Outbox::new(peer, 1 << 30));
+            relay.play("live", "bench", id, &o, 1).expect("play");
+            o
+        })
+        .collect();
+    let frames: Vec<Bytes> = (0..1000).map(|i| video_frame(i + 1)).collect();
+    let start = std::time::Instant::now();
+    for (i, f) in frames.iter().enumerate() {
+        relay.publish_media(
+            &stream,
+            0,
+            sim_core::server::MediaKind::Video,
+            i as u32 * FRAME_MS,
+            f,
+        );
+    }
+    let elapsed = start.elapsed();
+    let per_message = elapsed / frames.len() as u32;
+    println!(
+        "fan-out: {:?} per message to {} players ({:?} per player), payload {} bytes",
+        per_message,
+        players.len(),
+        per_message / players.len() as u32,
+        frames[1].len()
+    );
+}
