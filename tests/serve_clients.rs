@@ -220,8 +220,19 @@ fn ffmpeg_publishes_720p30_and_ffmpeg_records_it_and_the_api_describes_it() {
         dir.path(),
     );
 
-    // The HTTP API while both run (about 4.5 s into the stream: two keyframe intervals seen).
+    // The HTTP API while both run: from 4.5 s into the stream, once two keyframe intervals
+    // have been seen (later if the machine is slow; the publisher stops at 8 s).
     std::thread::sleep(Duration::from_millis(4500).saturating_sub(t0.elapsed()));
+    while t0.elapsed() < Duration::from_millis(7000) {
+        let ready = http::get(server.http, "/api/streams/live/e2e")
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .is_some_and(|d| d["ingest"]["keyframes"].as_u64().unwrap_or(0) >= 3);
+        if ready {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     match http::get(server.http, "/api/streams") {
         Ok(r) if r.status == 200 => {
             let v = r.json();

@@ -509,6 +509,32 @@ fn player_that_joins_before_the_publisher_starts_when_it_arrives() {
 }
 
 #[test]
+fn a_player_waiting_for_a_publisher_is_not_idle_timed_out() {
+    // Players never have to send anything (session.rs); only non-players are idle-timed out.
+    let mut server = Server::start_with_config("[limits]\nidle_timeout_s = 1\n");
+    let key = unique_key("waiting");
+    let mut player = rtmp::player(server.rtmp, "live", &key).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut publisher = rtmp::publisher(server.rtmp, "live", &key).unwrap();
+    send_headers(&mut publisher, 0);
+    for i in 0..3u32 {
+        publisher
+            .send_video(i * 33, &avc_frame(i == 0, i, 400))
+            .unwrap();
+    }
+    let got = collect(&mut player, Duration::from_secs(5), |g| {
+        has_marker(g, VIDEO, 2)
+    });
+    let markers: Vec<u32> = video_frames(&got).iter().map(|m| marker(m)).collect();
+    assert_eq!(
+        markers,
+        vec![0, 1, 2],
+        "a player that waited 2.5 s (idle_timeout_s = 1) for the publisher"
+    );
+    server.assert_alive("waiting player");
+}
+
+#[test]
 fn publish_auth_allows_listed_keys_only() {
     let mut server = Server::start_with_config("[auth.apps.live]\npublish_keys = [\"letmein\"]\n");
     let mut c = Client::handshake(server.rtmp).unwrap();

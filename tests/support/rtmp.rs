@@ -506,7 +506,7 @@ impl ChunkReader {
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Msg>, String> {
+    pub fn next_message(&mut self) -> Result<Option<Msg>, String> {
         loop {
             let b = &self.buf;
             let Some(&b0) = b.first() else {
@@ -746,7 +746,7 @@ impl Client {
     /// connection is `Err(UnexpectedEof)`. Answers pings and sends acknowledgements itself.
     pub fn recv(&mut self, deadline: Instant) -> io::Result<Option<Msg>> {
         loop {
-            match self.reader.next() {
+            match self.reader.next_message() {
                 Ok(Some(m)) => {
                     self.handle_control(&m)?;
                     return Ok(Some(m));

@@ -166,9 +166,14 @@ impl App {
         });
     }
 
-    fn draw_all(&self) -> Result<(), String> {
-        let Some(run) = &self.run else { return Ok(()) };
+    /// Draws every chart; returns the time each took (ms), for the console.
+    fn draw_all(&self) -> Result<Vec<f64>, String> {
+        let Some(run) = &self.run else {
+            return Ok(Vec::new());
+        };
+        let mut times = Vec::new();
         for (kind, node) in ChartKind::ALL.iter().zip(&self.canvases) {
+            let t0 = now_ms();
             let Some(canvas) = node.cast::<web_sys::HtmlCanvasElement>() else {
                 continue;
             };
@@ -183,8 +188,9 @@ impl App {
                 let _ = canvas.set_attribute("data-p50-ms", &format!("{p50:.3}"));
                 let _ = canvas.set_attribute("data-frames", &h.video_frames.to_string());
             }
+            times.push(now_ms() - t0);
         }
-        Ok(())
+        Ok(times)
     }
 }
 
@@ -351,6 +357,11 @@ impl Component for App {
             }
             Msg::Tour(step) => {
                 self.tour = step;
+                if step.is_none() {
+                    // The tour's chart toggles were for its steps; back to the default view.
+                    self.latency = LatencyOptions::default();
+                    self.redraw = true;
+                }
                 if let Some(t) = step.and_then(|i| TOUR.get(i)) {
                     self.scenario = (t.apply)();
                     self.latency = t.latency;
@@ -386,9 +397,13 @@ impl Component for App {
         }
         self.redraw = false;
         let t_draw = now_ms();
-        if let Err(e) = self.draw_all() {
-            web_sys::console::error_1(&format!("rtmp-lab: drawing failed: {e}").into());
-        }
+        let per_chart = match self.draw_all() {
+            Ok(t) => t,
+            Err(e) => {
+                web_sys::console::error_1(&format!("rtmp-lab: drawing failed: {e}").into());
+                Vec::new()
+            }
+        };
         let Some(p) = pending else { return };
         let end = now_ms();
         let draw_ms = end - t_draw;
@@ -414,8 +429,9 @@ impl Component for App {
         }
         web_sys::console::log_1(
             &format!(
-                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s",
-                p.sim_ms, p.slices, self.scenario.name, self.scenario.duration_s
+                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s; charts {:?} ms",
+                p.sim_ms, p.slices, self.scenario.name, self.scenario.duration_s,
+                per_chart.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>()
             )
             .into(),
         );
@@ -477,11 +493,11 @@ impl Component for App {
                         <div class="chart-grid">
                             { for ChartKind::ALL.iter().enumerate().map(|(i, k)| self.view_chart(ctx, i, *k)) }
                         </div>
-                        <SeedPanel />
                         <MeasuredPanel
                             trace={self.run.as_ref().map(|r| r.trace.clone())}
                             scenario={Shared(Rc::new(self.scenario.clone()))}
                             on_simulate={link.callback(|(s, c)| Msg::FromMeasured(Box::new(s), c))} />
+                        <SeedPanel />
                     </main>
                 </div>
                 <footer>
@@ -707,7 +723,14 @@ impl App {
             ChartKind::Latency => self.view_latency_toggles(ctx),
             ChartKind::Startup => self.view_startup_caption(),
             ChartKind::Breakdown => html! {
+                <>
                 <p class="caption">{ "Median of each stage over all frames; the black tick is the median glass-to-glass (the median of a sum is not the sum of medians)." }</p>
+                <div class="chips legend">
+                    { for PIPELINE.iter().enumerate().map(|(k, st)| html!{
+                        <span class="chip"><span class="swatch box" style={format!("background:{}", charts::stage_css_color(k))}></span>{ st.label() }</span>
+                    }) }
+                </div>
+                </>
             },
             ChartKind::Vbv => html! {
                 <p class="caption">{ "Fullness of the decoder's buffer model after each frame. Low fullness = a long queue of bits waiting to be sent (delay ≤ buffer ÷ rate)." }</p>

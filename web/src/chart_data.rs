@@ -12,7 +12,7 @@ use sim_core::trace::{DropSite, Percentiles, Stage, Trace};
 use sim_core::units::Micros;
 
 /// Largest number of points drawn per series.
-pub const MAX_POINTS: usize = 2400;
+pub const MAX_POINTS: usize = 1600;
 
 /// The stages that add up to glass-to-glass, in pipeline order.
 pub const PIPELINE: [Stage; 6] = [
@@ -207,8 +207,8 @@ impl ChartData {
             latency,
             vbv: vbv_chart(trace, s),
             bitrate: BitrateChart {
-                video_kbps: points_of(&trace.bitrate_series(MediaKind::Video, Micros(1_000_000))),
-                audio_kbps: points_of(&trace.bitrate_series(MediaKind::Audio, Micros(1_000_000))),
+                video_kbps: whole_seconds(trace, MediaKind::Video),
+                audio_kbps: whole_seconds(trace, MediaKind::Audio),
                 capacity_kbps: trace.uplink_capacity_kbps,
                 target_kbps: s.rate_control.bitrate_kbps,
             },
@@ -267,8 +267,18 @@ impl ChartData {
     }
 }
 
-fn points_of(s: &sim_core::trace::Series) -> Points {
-    s.points.iter().map(|(t, v)| (secs(*t), *v)).collect()
+/// Bitrate per whole second of stream time, plotted at the middle of each second (the last,
+/// partial second left out: it would read as a drop to zero).
+fn whole_seconds(trace: &Trace, kind: MediaKind) -> Points {
+    let end = secs(trace.duration_us);
+    trace
+        .bitrate_series(kind, Micros(1_000_000))
+        .points
+        .iter()
+        .map(|(t, v)| (secs(*t), *v))
+        .filter(|(t, _)| t + 1.0 <= end + 1e-9)
+        .map(|(t, v)| (t + 0.5, v))
+        .collect()
 }
 
 fn vbv_chart(trace: &Trace, s: &Scenario) -> VbvChart {

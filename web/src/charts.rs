@@ -124,6 +124,17 @@ impl Scale {
     }
 }
 
+/// A tick label: integers without decimals, others short.
+fn tick(v: &f64) -> String {
+    crate::controls::format_value(*v)
+}
+
+/// `0..max` with room above the data for the legend, never empty.
+fn with_legend_room(max: f64) -> std::ops::Range<f64> {
+    let r = up_to(max);
+    r.start..r.end * 1.3
+}
+
 /// `0..max` padded by 10 %, never empty.
 fn up_to(max: f64) -> std::ops::Range<f64> {
     let m = if max.is_finite() && max > 0.0 {
@@ -148,8 +159,7 @@ fn line_chart<DB: DrawingBackend>(
     sc: Scale,
     x: std::ops::Range<f64>,
     y: std::ops::Range<f64>,
-    x_desc: &str,
-    y_desc: &str,
+    (x_desc, y_desc, legend): (&str, &str, SeriesLabelPosition),
     body: impl FnOnce(&mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>) -> DrawResult,
 ) -> DrawResult {
     area.fill(&WHITE).map_err(err)?;
@@ -161,7 +171,7 @@ fn line_chart<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
-        .light_line_style(palette::GRID)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(palette::GRID)
         .x_desc(x_desc)
         .y_desc(y_desc)
@@ -169,12 +179,14 @@ fn line_chart<DB: DrawingBackend>(
         .axis_desc_style(sc.font(12.0))
         .x_labels(8)
         .y_labels(6)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .draw()
         .map_err(err)?;
     body(&mut chart)?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(palette::GRID)
         .label_font(sc.font(11.0))
@@ -217,9 +229,12 @@ pub fn draw_latency<DB: DrawingBackend>(
         area,
         sc,
         0.0..d.duration_s.max(1.0),
-        up_to(ymax),
-        "capture time (s)",
-        "latency (ms)",
+        with_legend_room(ymax),
+        (
+            "capture time (s)",
+            "latency (ms)",
+            SeriesLabelPosition::UpperRight,
+        ),
         |chart| {
             let thin = sc.px(1.0);
             for (i, (stage, pts)) in l.video_stages.iter().enumerate() {
@@ -288,16 +303,17 @@ pub fn draw_vbv<DB: DrawingBackend>(
         area,
         sc,
         0.0..xmax,
-        up_to(ymax),
-        "time (s)",
-        "fullness (kbit)",
+        with_legend_room(ymax),
+        (
+            "time (s)",
+            "fullness (kbit)",
+            SeriesLabelPosition::LowerRight,
+        ),
         |chart| {
             if v.buffer_kbit > 0.0 {
                 chart
-                    .draw_series(DashedLineSeries::new(
+                    .draw_series(LineSeries::new(
                         [(0.0, v.buffer_kbit), (xmax, v.buffer_kbit)],
-                        sc.px(6.0),
-                        sc.px(4.0),
                         palette::GREY.stroke_width(sc.px(1.0)),
                     ))
                     .map_err(err)?
@@ -314,16 +330,31 @@ pub fn draw_vbv<DB: DrawingBackend>(
                 .legend(legend_line(palette::VIDEO, sc));
             let r = sc.px(3.0) as i32;
             if !v.overflows.is_empty() {
+                // Runs of consecutive full frames, drawn as one thick segment each.
                 let top = v.buffer_kbit;
+                let gap = 2.5 * xmax / v.fullness_kbit.len().max(1) as f64;
+                let mut runs: Vec<(f64, f64)> = Vec::new();
+                for &t in &v.overflows {
+                    match runs.last_mut() {
+                        Some(r) if t - r.1 <= gap => r.1 = t,
+                        _ => runs.push((t, t)),
+                    }
+                }
+                let w = sc.px(4.0);
+                let min_w = xmax / 400.0;
                 chart
-                    .draw_series(
-                        v.overflows
-                            .iter()
-                            .map(|t| Circle::new((*t, top), r, palette::WARN.filled())),
-                    )
+                    .draw_series(runs.iter().map(|(a, b)| {
+                        PathElement::new(
+                            vec![(*a, top), (b.max(a + min_w), top)],
+                            palette::WARN.stroke_width(w),
+                        )
+                    }))
                     .map_err(err)?
-                    .label(format!("full: filler/clipped ({})", v.overflows.len()))
-                    .legend(move |(x, y)| Circle::new((x + r, y), r, palette::WARN.filled()));
+                    .label(format!(
+                        "full: filler/clipped ({} frames)",
+                        v.overflows.len()
+                    ))
+                    .legend(legend_line(palette::WARN, sc));
             }
             if !v.underflows.is_empty() {
                 chart
@@ -377,9 +408,12 @@ pub fn draw_bitrate<DB: DrawingBackend>(
         area,
         sc,
         0.0..xmax,
-        up_to(ymax),
-        "stream time (s)",
-        "bitrate (kb/s)",
+        with_legend_room(ymax),
+        (
+            "stream time (s)",
+            "bitrate (kb/s)",
+            SeriesLabelPosition::LowerRight,
+        ),
         |chart| {
             if show_cap {
                 chart
@@ -392,10 +426,8 @@ pub fn draw_bitrate<DB: DrawingBackend>(
                     .legend(legend_line(palette::BAD, sc));
             }
             chart
-                .draw_series(DashedLineSeries::new(
+                .draw_series(LineSeries::new(
                     [(0.0, b.target_kbps), (xmax, b.target_kbps)],
-                    sc.px(6.0),
-                    sc.px(4.0),
                     palette::GREY.stroke_width(sc.px(1.0)),
                 ))
                 .map_err(err)?
@@ -443,7 +475,7 @@ pub fn draw_buffer<DB: DrawingBackend>(
 ) -> DrawResult {
     let b = &d.buffer;
     let ymax = max_y(&b.level_ms).max(b.startup_buffer_ms);
-    let range = up_to(ymax);
+    let range = with_legend_room(ymax);
     let top = range.end;
     let xmax = d.duration_s.max(1.0);
     line_chart(
@@ -451,8 +483,11 @@ pub fn draw_buffer<DB: DrawingBackend>(
         sc,
         0.0..xmax,
         range,
-        "time (s)",
-        "buffered media (ms)",
+        (
+            "time (s)",
+            "buffered media (ms)",
+            SeriesLabelPosition::UpperRight,
+        ),
         |chart| {
             if !b.rebuffers.is_empty() {
                 let fill = palette::BAD.mix(0.25).filled();
@@ -467,10 +502,8 @@ pub fn draw_buffer<DB: DrawingBackend>(
                     .legend(legend_box(palette::BAD, sc));
             }
             chart
-                .draw_series(DashedLineSeries::new(
+                .draw_series(LineSeries::new(
                     [(0.0, b.startup_buffer_ms), (xmax, b.startup_buffer_ms)],
-                    sc.px(6.0),
-                    sc.px(4.0),
                     palette::GREY.stroke_width(sc.px(1.0)),
                 ))
                 .map_err(err)?
@@ -506,20 +539,23 @@ pub fn draw_breakdown<DB: DrawingBackend>(
         .margin(sc.px(8.0))
         .x_label_area_size(sc.px(34.0))
         .y_label_area_size(sc.px(56.0))
-        .build_cartesian_2d(up_to(xmax), 0.0..2.6f64)
+        .build_cartesian_2d(up_to(xmax), 0.3..2.45f64)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
-        .light_line_style(palette::GRID)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(palette::GRID)
+        .x_label_formatter(&tick)
         .x_desc("p50 latency (ms), stages stacked")
         .label_style(sc.font(11.0))
         .axis_desc_style(sc.font(12.0))
         .x_labels(8)
         .draw()
         .map_err(err)?;
+    let plot_px = chart.plotting_area().dim_in_pixel().0 as f64;
+    let px_per_ms = plot_px / up_to(xmax).end;
     let rows = [
         ("video", &bd.video, bd.video_g2g_p50, 1.55),
         ("audio", &bd.audio, bd.audio_g2g_p50, 0.55),
@@ -529,11 +565,19 @@ pub fn draw_breakdown<DB: DrawingBackend>(
         for (i, (stage, ms)) in stages.iter().enumerate() {
             let c = palette::STAGES[i];
             let seg = [(x, y), (x + ms, y + 0.7)];
-            let s = chart
+            chart
                 .draw_series(std::iter::once(Rectangle::new(seg, c.filled())))
                 .map_err(err)?;
-            if name == "video" {
-                s.label(stage.label()).legend(legend_box(c, sc));
+            // The stage's value inside its segment when there is room.
+            let label = format!("{} {}", stage.label(), tick(&ms.round()));
+            if ms * px_per_ms > label.chars().count() as f64 * 6.6 * sc.0 + 8.0 {
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        label,
+                        (x + xmax * 0.008, y + 0.5),
+                        sc.font(11.0).color(&WHITE),
+                    )))
+                    .map_err(err)?;
             }
             x += ms;
         }
@@ -553,22 +597,6 @@ pub fn draw_breakdown<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, -1.0), (0.0, -1.0)],
-            BLACK.stroke_width(sc.px(2.0)),
-        )))
-        .map_err(err)?
-        .label("glass-to-glass p50")
-        .legend(legend_line(RGBColor(0, 0, 0), sc));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(palette::GRID)
-        .label_font(sc.font(10.0))
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 
@@ -597,8 +625,9 @@ pub fn draw_startup<DB: DrawingBackend>(
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
-        .light_line_style(palette::GRID)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(palette::GRID)
+        .x_label_formatter(&tick)
         .x_desc("time since the player started connecting (ms)")
         .label_style(sc.font(11.0))
         .axis_desc_style(sc.font(12.0))
@@ -646,25 +675,33 @@ pub fn draw_overlay<DB: DrawingBackend>(
         .map(|p| p.0)
         .fold(1.0, f64::max);
     let ymax = max_y(&o.measured).max(max_y(&o.simulated));
-    line_chart(area, sc, 0.0..xmax, up_to(ymax), x_desc, y_desc, |chart| {
-        chart
-            .draw_series(LineSeries::new(
-                o.simulated.iter().copied(),
-                palette::VIDEO.stroke_width(sc.px(1.0)),
-            ))
-            .map_err(err)?
-            .label("simulated")
-            .legend(legend_line(palette::VIDEO, sc));
-        chart
-            .draw_series(LineSeries::new(
-                o.measured.iter().copied(),
-                palette::MEASURED.stroke_width(sc.px(1.5)),
-            ))
-            .map_err(err)?
-            .label("measured")
-            .legend(legend_line(palette::MEASURED, sc));
-        Ok(())
-    })
+    let legend = SeriesLabelPosition::UpperRight;
+    line_chart(
+        area,
+        sc,
+        0.0..xmax,
+        with_legend_room(ymax),
+        (x_desc, y_desc, legend),
+        |chart| {
+            chart
+                .draw_series(LineSeries::new(
+                    o.simulated.iter().copied(),
+                    palette::VIDEO.stroke_width(sc.px(1.0)),
+                ))
+                .map_err(err)?
+                .label("simulated")
+                .legend(legend_line(palette::VIDEO, sc));
+            chart
+                .draw_series(LineSeries::new(
+                    o.measured.iter().copied(),
+                    palette::MEASURED.stroke_width(sc.px(1.5)),
+                ))
+                .map_err(err)?
+                .label("measured")
+                .legend(legend_line(palette::MEASURED, sc));
+            Ok(())
+        },
+    )
 }
 
 /// Draws one of the page's charts.

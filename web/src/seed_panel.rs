@@ -216,7 +216,7 @@ pub fn seed_panel() -> Html {
     };
     let s = &audit.summary;
     html! {
-        <section class="card seed" id="seed">
+        <section class="card seed" id="seed-article">
             <h2>{ "The seed article, checked" }</h2>
             <p class="lede">
                 { format!("“{}” ({}). ", audit.article.title_zh, audit.article.title_en) }

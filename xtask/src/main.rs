@@ -14,14 +14,26 @@ cargo xtask <command>
 
 Commands:
   test        Everything CI checks: rustfmt, clippy (-D warnings), the workspace's tests
-              (unit, property, end-to-end against the real rtmp-lab binary), a wasm32 build of
+              (unit, property, end-to-end against the real rtmp-lab binary with real clients:
+              ffmpeg, rtmpdump, GStreamer), a short run of each fuzz target, a wasm32 build of
               sim-core, and a check that sim-core's traces are identical natively and as wasm
-              (wasm32-wasip1 under Node). Installs the wasm targets when missing.
+              (wasm32-wasip1 under Node). Installs what is missing: the wasm targets, the real
+              RTMP clients (apt-get, as root) and cargo-fuzz.
+              Then the browser lab: wasm-bindgen-test in headless Chromium (sim-core traces
+              in the browser = native; the lab's logic), and an end-to-end test of the page
+              served by `rtmp-lab serve` (screenshots in target/screenshots). Installs
+              chromium + chromium-driver (apt), wasm-bindgen-cli, playwright-core (npm ci).
+  fuzz [TARGET] [SECONDS]
+              Runs the cargo-fuzz targets of native-server (chunk_reader, amf0, flv; all when
+              TARGET is omitted or `all`) for SECONDS each (default 300) on the stable
+              toolchain. New inputs go to target/fuzz-corpus/<target>/; a crash stops with the
+              path of the input that caused it.
   lab         Builds the browser lab (web/dist) and rtmp-lab (release), then runs
               `rtmp-lab serve` in the foreground: open http://127.0.0.1:8080.
   build-web   Builds only the browser lab into web/dist (wasm32 release, wasm-bindgen,
               wasm-opt); installs the wasm32 target, the matching wasm-bindgen-cli and
               binaryen (npm) when missing. Prints the wasm size.
+  test-web    Only the browser steps of `test` (wasm-bindgen-test, the end-to-end test).
   bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
   help        This text.
 ";
@@ -32,7 +44,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("lab") => lab(&args[1..]),
         Some("build-web") => web::build_web(),
+        Some("test-web") => web::test_wasm_in_browser().and_then(|()| web::test_e2e_browser()),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -168,12 +182,15 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    // The end-to-end tests drive real RTMP clients; install them first when missing.
+    ensure_rtmp_clients()?;
     // The end-to-end tests run the real binary: build it first (tests/lib.rs finds it).
     run(
         "build rtmp-lab for the end-to-end tests",
         cargo().args(["build", "-p", "native-server"]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
+    fuzz_quick()?;
     run(
         "sim-core for wasm32",
         cargo().args([
@@ -239,4 +256,271 @@ fn bench(args: &[String]) -> Result<(), String> {
         c.arg("--").args(args);
     }
     run("criterion benchmarks", &mut c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real RTMP clients for the end-to-end tests (tests/serve_clients.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Is `bin` an executable file on PATH?
+fn on_path(bin: &str) -> bool {
+    env::var_os("PATH").is_some_and(|paths| {
+        env::split_paths(&paths).any(|dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.join(bin))
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// Does `gst-inspect-1.0` know `element`?
+fn gst_has(element: &str) -> bool {
+    Command::new("gst-inspect-1.0")
+        .arg(element)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The Debian packages providing the real clients that are not there yet.
+fn missing_client_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if !on_path("ffmpeg") || !on_path("ffprobe") {
+        missing.push("ffmpeg");
+    }
+    if !on_path("rtmpdump") {
+        missing.push("rtmpdump");
+    }
+    // (package, an element it provides that the tests use)
+    let gst = [
+        ("gstreamer1.0-plugins-base", "videotestsrc"),
+        ("gstreamer1.0-plugins-good", "flvmux"),
+        ("gstreamer1.0-plugins-bad", "rtmp2sink"),
+        ("gstreamer1.0-plugins-ugly", "x264enc"),
+        ("gstreamer1.0-libav", "avenc_aac"),
+    ];
+    if !on_path("gst-launch-1.0") || !on_path("gst-inspect-1.0") {
+        missing.push("gstreamer1.0-tools");
+        missing.extend(gst.iter().map(|(package, _)| *package));
+    } else {
+        missing.extend(
+            gst.iter()
+                .filter(|(_, element)| !gst_has(element))
+                .map(|(package, _)| *package),
+        );
+    }
+    missing
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs ffmpeg, rtmpdump and GStreamer (with rtmp2src/rtmp2sink) with apt-get when missing.
+/// Quick when they are there; as non-root, fails with the command to run.
+fn ensure_rtmp_clients() -> Result<(), String> {
+    let missing = missing_client_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() || !on_path("apt-get") {
+        return Err(format!(
+            "the end-to-end tests need real RTMP clients that are missing: {}\n  install \
+             them with `sudo {apt}` (Debian/Ubuntu) and run `cargo xtask test` again",
+            missing.join(", ")
+        ));
+    }
+    eprintln!(
+        "\n==> installing the real RTMP clients the end-to-end tests drive: {}",
+        missing.join(" ")
+    );
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run("apt-get install", &mut c)
+    };
+    if install().is_err() {
+        run(
+            "apt-get update",
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        install().map_err(|e| format!("{e}\n  tried `{apt}`"))?;
+    }
+    let still = missing_client_packages();
+    if !still.is_empty() {
+        return Err(format!(
+            "still missing after `{apt}`: {} (is GStreamer's registry cache stale? try \
+             `rm -rf ~/.cache/gstreamer-1.0`)",
+            still.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing (native-server/fuzz, a cargo-fuzz project outside the workspace)
+// ---------------------------------------------------------------------------------------------
+
+/// The fuzz targets (native-server/fuzz/fuzz_targets/*.rs).
+const FUZZ_TARGETS: [&str; 3] = ["chunk_reader", "amf0", "flv"];
+/// Seconds per target in `cargo xtask test`.
+const FUZZ_QUICK_SECONDS: u64 = 20;
+/// Seconds per target for `cargo xtask fuzz` by default.
+const FUZZ_LONG_SECONDS: u64 = 300;
+
+fn fuzz_dir() -> PathBuf {
+    root().join("native-server/fuzz")
+}
+
+/// `cargo fuzz …` in native-server/ on the toolchain in use. cargo-fuzz passes nightly-only
+/// flags (-Zsanitizer, -Cpasses=sancov-module, …); RUSTC_BOOTSTRAP=1 lets the stable compiler
+/// accept them, so no nightly toolchain is needed.
+fn cargo_fuzz() -> Command {
+    let mut c = cargo();
+    c.current_dir(root().join("native-server"))
+        .arg("fuzz")
+        .env("RUSTC_BOOTSTRAP", "1");
+    c
+}
+
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let have = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if have {
+        return Ok(());
+    }
+    run(
+        "install cargo-fuzz",
+        cargo().args(["install", "cargo-fuzz", "--locked"]),
+    )
+    .or_else(|_| {
+        // --locked can ask for a version the registry mirror lacks.
+        run(
+            "install cargo-fuzz (without --locked)",
+            cargo().args(["install", "cargo-fuzz"]),
+        )
+    })
+    .map_err(|e| format!("{e}\n  install it with `cargo install cargo-fuzz`"))
+}
+
+/// Builds every fuzz target (release, debug assertions and overflow checks, AddressSanitizer).
+fn fuzz_build() -> Result<(), String> {
+    ensure_cargo_fuzz()?;
+    let t = std::time::Instant::now();
+    run("build the fuzz targets", cargo_fuzz().args(["build", "-a"]))?;
+    eprintln!("    fuzz targets built in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// Files in `dir` modified at or after `since`.
+fn files_since(dir: &Path, since: std::time::SystemTime) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m >= since)
+        })
+        .collect()
+}
+
+/// Runs one target for `seconds`, starting from the committed seeds (corpus/<target>/) and
+/// writing new inputs to target/fuzz-corpus/<target>/ (so the committed corpus stays as is).
+fn fuzz_run(target: &str, seconds: u64) -> Result<(), String> {
+    let seeds = fuzz_dir().join("corpus").join(target);
+    let scratch = root().join("target/fuzz-corpus").join(target);
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
+    let artifacts = fuzz_dir().join("artifacts").join(target);
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    let mut cmd = cargo_fuzz();
+    cmd.args(["run", "-a", target]).arg(&scratch);
+    if seeds.is_dir() {
+        cmd.arg(&seeds);
+    }
+    let result = run(
+        &format!("fuzz {target} for {seconds} s"),
+        cmd.arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            // An input that takes 10 s is a hang; 2 GB is far beyond what any input may cost.
+            .arg("-timeout=10")
+            .arg("-rss_limit_mb=2048")
+            .arg("-print_final_stats=1"),
+    );
+    if result.is_ok() {
+        return Ok(());
+    }
+    let found = files_since(&artifacts, started);
+    let list = if found.is_empty() {
+        format!("(no new file in {})", artifacts.display())
+    } else {
+        found
+            .iter()
+            .map(|p| format!("    {}", p.display()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let input = found
+        .first()
+        .map_or("<file>".to_string(), |p| p.display().to_string());
+    Err(format!(
+        "fuzz target {target} failed; the input that triggered it:\n{list}\n  reproduce \
+         with `cd native-server && RUSTC_BOOTSTRAP=1 cargo fuzz run -a {target} {input}`"
+    ))
+}
+
+/// `cargo xtask test`'s fuzz step: build every target, run each briefly.
+fn fuzz_quick() -> Result<(), String> {
+    let t = std::time::Instant::now();
+    fuzz_build()?;
+    for target in FUZZ_TARGETS {
+        fuzz_run(target, FUZZ_QUICK_SECONDS)?;
+    }
+    eprintln!("    fuzz step took {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask fuzz [TARGET|all] [SECONDS]`.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let target = args.first().map(String::as_str).unwrap_or("all");
+    let seconds = match args.get(1) {
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| format!("SECONDS must be a whole number, got {s:?}"))?,
+        None => FUZZ_LONG_SECONDS,
+    };
+    let targets: Vec<&str> = if target == "all" {
+        FUZZ_TARGETS.to_vec()
+    } else if FUZZ_TARGETS.contains(&target) {
+        vec![target]
+    } else {
+        return Err(format!(
+            "unknown fuzz target {target:?}; targets: {} (or all)",
+            FUZZ_TARGETS.join(", ")
+        ));
+    };
+    fuzz_build()?;
+    for t in targets {
+        fuzz_run(t, seconds)?;
+    }
+    Ok(())
 }

@@ -275,7 +275,15 @@ impl IngestAnalyzer {
         if let Some(codec) = &fields.audiocodecid {
             d.audio_codec = metadata_codec_name(codec, CodecId::LegacyAudio);
         }
-        if let Some(kbps) = positive(fields.videodatarate) {
+        if let Some(declared) = positive(fields.videodatarate) {
+            // FFmpeg's FLV muxer (encoder "Lavf…") writes `videodatarate` as bit_rate / 1024,
+            // where OBS and the FLV spec mean kb/s: a 3000k stream says 2929.7. Running the VBV
+            // at that rate would report underflows the encoder never had.
+            let lavf = fields
+                .encoder
+                .as_deref()
+                .is_some_and(|e| e.starts_with("Lavf"));
+            let kbps = if lavf { declared * 1.024 } else { declared };
             d.video_kbps = Some(kbps);
             let unchanged = self
                 .vbv
@@ -329,7 +337,14 @@ impl IngestAnalyzer {
 
         let frame_type = classify(tag);
         let composition_ms = tag.map_or(0, |t| t.composition_time_ms);
-        let arrival_jitter_ms = self.arrival_jitter_ms(kind, arrival, stream_ms);
+        // Sequence headers are sent at connect time, ahead of the encoder's pipeline delay:
+        // they would set a baseline no coded frame can reach, and every later frame would look
+        // "late" by the encoder's delay. They get no jitter and do not move the baseline.
+        let arrival_jitter_ms = if frame_type == FrameClass::Seq {
+            0.0
+        } else {
+            self.arrival_jitter_ms(kind, arrival, stream_ms)
+        };
         let mut vbv_fullness_bits = None;
 
         match kind {
@@ -837,6 +852,36 @@ mod tests {
         a.on_audio(Micros::from_ms(121), 21, 1, None);
         let jitter: Vec<f64> = a.frames().iter().map(|f| f.arrival_jitter_ms).collect();
         assert_eq!(jitter, [0.0, 0.0, 0.0, 2.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn sequence_headers_do_not_set_the_jitter_baseline() {
+        use crate::protocol::flv::parse_video_tag;
+        let header = parse_video_tag(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]).unwrap();
+        let key = parse_video_tag(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        let inter = parse_video_tag(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        assert!(header.sequence_header && key.keyframe);
+        let mut a = IngestAnalyzer::new(10);
+        // The header arrives at once; coded frames 500 ms after their timestamps (the
+        // encoder's delay), one of them 30 ms later still.
+        a.on_video(Micros::from_ms(1), 0, 9, Some(&header));
+        a.on_video(Micros::from_ms(500), 0, 9, Some(&key));
+        a.on_video(Micros::from_ms(533), 33, 9, Some(&inter));
+        a.on_video(Micros::from_ms(596), 66, 9, Some(&inter));
+        let jitter: Vec<f64> = a.frames().iter().map(|f| f.arrival_jitter_ms).collect();
+        assert_eq!(jitter, [0.0, 0.0, 0.0, 30.0]);
+    }
+
+    #[test]
+    fn ffmpeg_declared_rate_is_read_in_its_1024_units() {
+        let mut a = IngestAnalyzer::new(10);
+        a.on_metadata(&MetadataFields {
+            videodatarate: Some(2929.6875),
+            encoder: Some("Lavf59.27.100".into()),
+            ..MetadataFields::default()
+        });
+        let v = a.stats().declared_video_kbps.unwrap();
+        assert!((v - 3000.0).abs() < 1e-9, "{v}");
     }
 
     #[test]
