@@ -163,6 +163,14 @@ fn check_recording(file: &Path, width: u64, height: u64, min_frames: u64) -> Vec
              must start at a keyframe"
         ));
     }
+    if let Ok(f) = flv::read(file) {
+        let repeated = f.repeated_tags();
+        if !repeated.is_empty() {
+            failures.push(format!(
+                "messages delivered twice (tag index, timestamp): {repeated:?}"
+            ));
+        }
+    }
     let errors = decode_errors(file);
     if !errors.trim().is_empty() {
         failures.push(format!("decoding the recording printed errors:\n{errors}"));
@@ -170,11 +178,14 @@ fn check_recording(file: &Path, width: u64, height: u64, min_frames: u64) -> Vec
     failures
 }
 
-fn report(failures: &[String], procs: &[&Proc], server: &Server) {
+/// Panics with every failure, the clients' output and the server's log; the test's directory
+/// (recordings, logs) is kept for inspection.
+fn report(failures: &[String], procs: &[&Proc], server: &Server, dir: tempfile::TempDir) {
     if failures.is_empty() {
         return;
     }
-    let mut msg = String::new();
+    let kept = dir.keep();
+    let mut msg = format!("(recordings and logs kept in {})\n", kept.display());
     for f in failures {
         msg.push_str(&format!("- {f}\n"));
     }
@@ -196,7 +207,8 @@ fn ffmpeg_publishes_720p30_and_ffmpeg_records_it_and_the_api_describes_it() {
     let mut failures = Vec::new();
     if !wait_published(&server, "live", "e2e", Duration::from_secs(10)) {
         failures.push("live/e2e never appeared in /api/streams with a publisher".to_string());
-        report(&failures, &[&publisher], &server);
+        report(&failures, &[&publisher], &server, dir);
+        unreachable!();
     }
     std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
     let out = dir.path().join("out.flv");
@@ -336,7 +348,7 @@ fn ffmpeg_publishes_720p30_and_ffmpeg_records_it_and_the_api_describes_it() {
         failures.extend(check_recording(&out, 1280, 720, 140));
     }
     server.assert_alive("ffmpeg publish and play");
-    report(&failures, &[&publisher, &player], &server);
+    report(&failures, &[&publisher, &player], &server, dir);
 }
 
 #[test]
@@ -350,7 +362,8 @@ fn rtmpdump_plays_a_stream_published_by_ffmpeg() {
     let mut failures = Vec::new();
     if !wait_published(&server, "live", "rtmpdump", Duration::from_secs(10)) {
         failures.push("live/rtmpdump never got a publisher".to_string());
-        report(&failures, &[&publisher], &server);
+        report(&failures, &[&publisher], &server, dir);
+        unreachable!();
     }
     std::thread::sleep(Duration::from_millis(1000));
     let out = dir.path().join("rtmpdump.flv");
@@ -394,6 +407,12 @@ fn rtmpdump_plays_a_stream_published_by_ffmpeg() {
             if f.audio().count() < 100 {
                 failures.push(format!("{} audio tags", f.audio().count()));
             }
+            let repeated = f.repeated_tags();
+            if !repeated.is_empty() {
+                failures.push(format!(
+                    "rtmpdump: messages delivered twice (tag index, timestamp): {repeated:?}"
+                ));
+            }
             if !f.tags.iter().any(|t| t.tag_type == 18) {
                 failures.push("no onMetaData (script tag) in rtmpdump's recording".into());
             }
@@ -406,7 +425,7 @@ fn rtmpdump_plays_a_stream_published_by_ffmpeg() {
         }
     }
     server.assert_alive("rtmpdump");
-    report(&failures, &[&publisher, &player], &server);
+    report(&failures, &[&publisher, &player], &server, dir);
 }
 
 #[test]
@@ -438,9 +457,13 @@ fn gstreamer_rtmp2sink_publishes_and_rtmp2src_plays() {
     let mut failures = Vec::new();
     if !wait_published(&server, "live", "gst", Duration::from_secs(10)) {
         failures.push("live/gst never got a publisher (rtmp2sink)".to_string());
-        report(&failures, &[&publisher], &server);
+        report(&failures, &[&publisher], &server, dir);
+        unreachable!();
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Join after GStreamer's first second: a live audiotestsrc + avenc_aac start-up can stamp
+    // two AAC frames with the same millisecond (seen: 0, 20, 67, 67, 84), which FFmpeg's decode
+    // check reports; the GOP cache then starts the player at the keyframe at 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
     let out = dir.path().join("gst.flv");
     let play = format!(
         "rtmp2src location={url} ! queue ! filesink location={}",
@@ -479,7 +502,13 @@ fn gstreamer_rtmp2sink_publishes_and_rtmp2src_plays() {
             if !frames.first().is_some_and(|t| t.is_video_keyframe()) {
                 failures.push("rtmp2src: the first video frame is not a keyframe".into());
             }
-            // Joined 0.5 s after the stream appeared; the stream lasts 6 s.
+            let repeated = f.repeated_tags();
+            if !repeated.is_empty() {
+                failures.push(format!(
+                    "rtmp2src: messages delivered twice (tag index, timestamp): {repeated:?}"
+                ));
+            }
+            // Joined 1.5 s after the stream appeared (GOP from 1 s); the stream lasts 6 s.
             if frames.len() < 120 {
                 failures.push(format!(
                     "rtmp2src received {} video frames, expected at least 120 of 180",
@@ -501,7 +530,7 @@ fn gstreamer_rtmp2sink_publishes_and_rtmp2src_plays() {
         }
     }
     server.assert_alive("GStreamer");
-    report(&failures, &[&publisher, &player], &server);
+    report(&failures, &[&publisher, &player], &server, dir);
 }
 
 #[test]
@@ -516,7 +545,8 @@ fn rtmp2src_plays_what_ffmpeg_publishes() {
     let mut failures = Vec::new();
     if !wait_published(&server, "live", "cross", Duration::from_secs(10)) {
         failures.push("live/cross never got a publisher".to_string());
-        report(&failures, &[&publisher], &server);
+        report(&failures, &[&publisher], &server, dir);
+        unreachable!();
     }
     let out = dir.path().join("cross.flv");
     let play = format!(
@@ -546,5 +576,5 @@ fn rtmp2src_plays_what_ffmpeg_publishes() {
         }
     }
     server.assert_alive("cross-client");
-    report(&failures, &[&publisher, &player], &server);
+    report(&failures, &[&publisher, &player], &server, dir);
 }

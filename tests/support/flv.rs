@@ -58,6 +58,23 @@ impl FlvFile {
         self.tags.iter().filter(|t| t.tag_type == 8)
     }
 
+    /// Tags that repeat the previous tag of the same type exactly (same timestamp, same bytes):
+    /// a message delivered twice. Returns (tag index, timestamp) of each repeat.
+    pub fn repeated_tags(&self) -> Vec<(usize, u32)> {
+        let mut last: [Option<&Tag>; 32] = [None; 32];
+        let mut out = Vec::new();
+        for (i, t) in self.tags.iter().enumerate() {
+            let slot = &mut last[usize::from(t.tag_type & 0x1F)];
+            if let Some(prev) = slot {
+                if prev.timestamp == t.timestamp && prev.data == t.data {
+                    out.push((i, t.timestamp));
+                }
+            }
+            *slot = Some(t);
+        }
+        out
+    }
+
     /// Video tags that are coded frames (not sequence headers).
     pub fn video_frames(&self) -> impl Iterator<Item = &Tag> {
         self.video().filter(|t| !t.is_sequence_header())

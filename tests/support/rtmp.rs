@@ -716,6 +716,9 @@ impl Client {
         })
     }
 
+    /// Sends bytes as they are. The compressing writer does not see them: after a raw message
+    /// on a csid that `send` also uses, set `writer.always_full` (its next delta headers would
+    /// be computed against the wrong previous message).
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.sock.write_all(bytes)
     }
