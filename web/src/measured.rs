@@ -2,128 +2,17 @@
 //! what the lab derives from it: the scenario that "simulates this stream", and measured series
 //! laid over the simulated ones.
 //!
-//! The types mirror `native-server/src/serve/api.rs` field for field, but only the fields the lab
-//! shows, every one defaulted: the lab must keep working while the server's API grows (unknown
-//! fields are ignored, missing ones take defaults). The web crate cannot depend on native-server
-//! (tokio, sockets: not wasm).
+//! The types are the server's own, from the `lab-api` crate (serde only, so wasm-safe); reading
+//! them is tolerant of missing and unknown fields, so the page keeps working while the API grows.
 
-use serde::Deserialize;
 use sim_core::scenario::Scenario;
 use sim_core::server::MediaKind;
 use sim_core::trace::Trace;
 
-/// One stream in `/api/streams`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct StreamSummary {
-    pub app: String,
-    pub key: String,
-    pub publisher: Option<PublisherInfo>,
-    pub players: usize,
-    pub ingest: IngestStats,
-}
-
-impl StreamSummary {
-    /// `app/key`, as in the RTMP URL.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.app, self.key)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct PublisherInfo {
-    pub peer: String,
-    pub uptime_s: f64,
-    pub encoder: Option<String>,
-}
-
-/// Live ingest analysis of one stream.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct IngestStats {
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub declared_fps: Option<f64>,
-    pub declared_video_kbps: Option<f64>,
-    pub declared_audio_kbps: Option<f64>,
-    pub fps: Option<f64>,
-    pub video_kbps: f64,
-    pub audio_kbps: f64,
-    pub total_kbps_mean: f64,
-    pub keyframe_interval_s: Option<f64>,
-    pub last_keyframe_interval_s: Option<f64>,
-    pub b_frames: bool,
-    pub video_frames: u64,
-    pub audio_frames: u64,
-    pub keyframes: u64,
-    pub bytes: u64,
-    pub max_frame_bytes: u64,
-    pub mean_keyframe_bytes: Option<f64>,
-    pub mean_interframe_bytes: Option<f64>,
-    pub arrival_jitter_ms: Option<JitterStats>,
-    pub vbv: Option<VbvStats>,
-    pub stream_time_s: f64,
-    pub window_s: f64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct JitterStats {
-    pub p50: f64,
-    pub p95: f64,
-    pub max: f64,
-    pub samples: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct VbvStats {
-    pub buffer_kbit: f64,
-    pub max_rate_kbps: f64,
-    pub fullness_kbit: f64,
-    pub min_fullness_kbit: f64,
-    pub underflows: u64,
-    /// "declared" or "measured" (kept as text: a new variant must not break the page).
-    pub rate_source: String,
-}
-
-/// One received frame of the ingest record.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct FrameInfo {
-    /// "video" or "audio".
-    pub kind: String,
-    /// "key", "inter", "seq" or "other".
-    pub frame_type: String,
-    pub size_bytes: u32,
-    pub timestamp_ms: u32,
-    pub composition_ms: i32,
-    pub arrival_us: u64,
-    pub vbv_fullness_bits: Option<f64>,
-    pub arrival_jitter_ms: f64,
-}
-
-impl FrameInfo {
-    pub fn is_video(&self) -> bool {
-        self.kind == "video"
-    }
-    /// A coded media frame (not a sequence header or an info frame).
-    pub fn is_media(&self) -> bool {
-        self.frame_type == "key" || self.frame_type == "inter"
-    }
-}
-
-/// `/api/streams/{app}/{key}`: the summary's fields at the top level, plus the record.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct StreamDetail {
-    #[serde(flatten)]
-    pub summary: StreamSummary,
-    pub frames: Vec<FrameInfo>,
-}
+pub use lab_api::{
+    FrameClass, FrameInfo, FrameKind, IngestStats, JitterStats, PublisherInfo, StreamDetail,
+    StreamSummary, VbvRateSource, VbvStats,
+};
 
 /// Parses `/api/streams`.
 pub fn parse_streams(json: &str) -> Result<Vec<StreamSummary>, String> {

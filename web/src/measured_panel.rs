@@ -315,7 +315,7 @@ impl MeasuredPanel {
                         <th>{ "Arrival jitter" }</th><td>{ i.arrival_jitter_ms.map_or("—".into(), |j| format!("p50 {:.1} / p95 {:.1} / max {:.1} ms", j.p50, j.p95, j.max)) }</td></tr>
                     <tr><th>{ "VBV (measured)" }</th><td colspan="3">{ i.vbv.as_ref().map_or("—".into(), |v| format!(
                         "{:.0} of {:.0} kbit (min {:.0}), {} underflows, at {:.0} kb/s ({})",
-                        v.fullness_kbit, v.buffer_kbit, v.min_fullness_kbit, v.underflows, v.max_rate_kbps, v.rate_source)) }</td></tr>
+                        v.fullness_kbit, v.buffer_kbit, v.min_fullness_kbit, v.underflows, v.max_rate_kbps, v.rate_source.label())) }</td></tr>
                     <tr><th>{ "Received" }</th><td colspan="3">{ format!("{:.1} s of stream, {} video / {} audio frames, {} players",
                         i.stream_time_s, i.video_frames, i.audio_frames, s.players) }</td></tr>
                 </table>
