@@ -3,6 +3,7 @@
 //! player's buffer, on one shared time axis.
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use sim_core::server::MediaKind;
 use sim_core::trace::{Series, Stage, Trace};
@@ -63,25 +64,19 @@ pub fn latency_svg(trace: &Trace, path: &Path) -> Result<()> {
     let g2g_a = latency_points(trace, Stage::GlassToGlass, MediaKind::Audio);
     let del_v = latency_points(trace, Stage::Delivery, MediaKind::Video);
     let y = max_y(&[&g2g_v, &g2g_a, &del_v]);
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption(
-            format!(
-                "{} (seed {}): per-frame latency",
-                trace.scenario, trace.seed
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_end, 0.0..y)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("capture time (s)")
-        .y_desc("latency (ms)")
-        .draw()
-        .map_err(err)?;
+    let title = format!(
+        "{} (seed {}): per-frame latency",
+        trace.scenario, trace.seed
+    );
+    let mut chart = time_chart(
+        &panels[0],
+        &title,
+        20,
+        "capture time (s)",
+        "latency (ms)",
+        t_end,
+        y,
+    )?;
     for (pts, color, label) in [
         (&g2g_v, RED, "video glass-to-glass"),
         (&g2g_a, BLUE, "audio glass-to-glass"),
@@ -136,21 +131,38 @@ fn draw_series_panel(
     color: RGBColor,
 ) -> Result<()> {
     let y = max_y(&[pts]);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_end, 0.0..y)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc(unit)
-        .draw()
-        .map_err(err)?;
+    let mut chart = time_chart(area, title, 16, "time (s)", unit, t_end, y)?;
     chart
         .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(1)))
         .map_err(err)?;
     Ok(())
+}
+
+type TimeChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart over `0..t_end` seconds and `0..y_max`, with its caption and labelled axes drawn.
+fn time_chart<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    title_size: u32,
+    x_desc: &str,
+    y_desc: &str,
+    t_end: f64,
+    y_max: f64,
+) -> Result<TimeChart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", title_size))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_end, 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
