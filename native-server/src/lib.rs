@@ -2,5 +2,9 @@
 //! reassembly, AMF0 with a depth limit, message parsing; and the chunk writer used for fan-out).
 //! The binary (`main.rs`) is a thin shell over this and `sim-core`.
 
+#[cfg(target_os = "linux")]
+pub mod bench;
+pub mod emu;
+pub mod experiment;
 pub mod protocol;
 pub mod serve;

@@ -64,6 +64,46 @@ enum Command {
     ///   rtmp-lab serve --config lab.toml
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Load-test any RTMP server: one publisher paces a clip (an FLV file, or a synthetic
+    /// H.264/AAC stream) in real time and N players play it, in one process, so every video
+    /// frame's latency is exact (player arrival − publisher send). Reports players
+    /// connected/failed, first-frame time, per-frame latency p50/p99/max, delivered Mb/s,
+    /// missing frames, whether every player kept up, and the generator's own CPU (with
+    /// --server-pid also the server's CPU, CPU per Gb/s, peak RSS, run-queue wait). Prints a
+    /// table and one JSON line (--json: only the JSON line on stdout).
+    ///
+    /// Examples:
+    ///   rtmp-lab bench --url rtmp://127.0.0.1:1935/live/bench --players 500
+    ///   rtmp-lab bench --url rtmp://127.0.0.1/live/b --flv clip.flv --players 1000 --duration 20
+    ///   taskset -c 1-3 rtmp-lab bench --url rtmp://10.0.0.2/live/b --players 4000 --threads 3
+    #[cfg(target_os = "linux")]
+    #[command(verbatim_doc_comment)]
+    Bench(native_server::bench::BenchArgs),
+    /// Start the link emulator (Linux, root): two network namespaces joined by a relay that
+    /// applies the scenario's uplink/downlink (delay, rate, queue, jitter, loss) to every packet
+    /// with sim-core's link model. Prints the namespaces and example commands; runs until Ctrl-C
+    /// or --duration, then prints packet statistics and removes the namespaces.
+    ///
+    /// Examples:
+    ///   rtmp-lab emulate --preset mobile-3g
+    ///   rtmp-lab emulate --scenario my.toml --duration 60
+    #[command(verbatim_doc_comment)]
+    Emulate(native_server::emu::cli::EmulateArgs),
+    /// Run a scenario simulated and for real, and compare them frame by frame: a publisher
+    /// (ffmpeg with the scenario's x264 settings, or a replay of the simulated frames), the
+    /// server (in-process, or any server by --url) and N player probes, over the TUN link
+    /// emulator (root) or loopback (labelled "no impairment"). Writes sim.json, measured.json,
+    /// compare.json and latency.svg into --out and prints per-stage p50/p95/p99 simulated vs
+    /// measured, with the error, and the start-up steps. With --observe, records a live stream
+    /// (OBS) instead, infers its scenario and compares with that.
+    ///
+    /// Examples:
+    ///   rtmp-lab experiment --preset lan --duration 10 --link loopback
+    ///   rtmp-lab experiment --preset mobile-3g --publisher ffmpeg --out runs/3g
+    ///   rtmp-lab experiment --scenario s.toml --url rtmp://127.0.0.1:1935/live
+    ///   rtmp-lab experiment --observe rtmp://127.0.0.1/live/test --api http://127.0.0.1:8080
+    #[command(verbatim_doc_comment)]
+    Experiment(native_server::experiment::cli::ExperimentArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +165,12 @@ fn main() {
         Command::Simulate(args) => simulate(args),
         Command::Seed { json } => seed(json),
         Command::Serve(args) => serve(args),
+        #[cfg(target_os = "linux")]
+        Command::Bench(args) => native_server::bench::main(args),
+        Command::Emulate(args) => native_server::emu::cli::run(args),
+        Command::Experiment(args) => {
+            native_server::experiment::cli::run(args, plot::experiment_svg)
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

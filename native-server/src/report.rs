@@ -3,7 +3,7 @@
 use sim_core::rtmp::StartupBreakdown;
 use sim_core::scenario::Scenario;
 use sim_core::server::MediaKind;
-use sim_core::trace::{Percentiles, Summary};
+use sim_core::trace::{Percentiles, Stage, Summary};
 use std::fmt::Write;
 
 fn ms(v: f64) -> String {
@@ -89,6 +89,10 @@ pub fn summary_table(s: &Scenario, sum: &Summary) -> String {
             }
         );
         for st in sum.stages.iter().filter(|st| st.kind == kind) {
+            if st.stage == Stage::Delivery {
+                // Above: the pipeline, whose stages sum to glass-to-glass frame by frame.
+                let _ = writeln!(out, "  {:-<16}", "");
+            }
             row(&mut out, st.stage.label(), st.latency_ms);
         }
     }

@@ -65,7 +65,38 @@ fn report_allocations(name: &str, s: &Scenario) {
     );
 }
 
+/// `ENGINE_ONCE=1 target/release/deps/engine-…` (or `cargo bench --bench engine` with it set):
+/// one timed run of the hour with 100 players and with 1, no criterion, for a profiler
+/// (valgrind's callgrind) or a quick look; `ENGINE_SECS=60` shortens the hour.
+fn run_once_if_asked() {
+    if std::env::var_os("ENGINE_ONCE").is_none() {
+        return;
+    }
+    let mut many = hour_scenario();
+    if let Some(secs) = std::env::var("ENGINE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        many.duration_s = secs;
+    }
+    let mut one = many.clone();
+    one.players.count = 1;
+    for (name, s) in [("100 players", many), ("1 player", one)] {
+        let t0 = std::time::Instant::now();
+        let t = Engine::run(&s);
+        eprintln!(
+            "{name}, {} s: {:.3} s ({} frames, {} deliveries)",
+            s.duration_s,
+            t0.elapsed().as_secs_f64(),
+            t.frames.len(),
+            t.audience.frames_delivered
+        );
+    }
+    std::process::exit(0);
+}
+
 fn engine(c: &mut Criterion) {
+    run_once_if_asked();
     let hour = hour_scenario();
     report_allocations("one hour, 60 fps, 100 players", &hour);
     let mut g = c.benchmark_group("engine");

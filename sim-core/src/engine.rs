@@ -26,7 +26,7 @@
 //! run a long scenario in slices.
 
 use crate::encoder::{AudioEncoder, AudioFrame, EncodedFrame, Encoder};
-use crate::net::TcpPath;
+use crate::net::{PreparedWrite, TcpPath};
 use crate::player::{PlayOutcome, Player};
 use crate::rate_control::{DropDecision, FrameDropper};
 use crate::rng::{streams, SimRng};
@@ -92,6 +92,8 @@ struct Publisher {
     /// Stream time at which capture stops.
     capture_end: Micros,
     video: Encoder,
+    /// Capture + compositing before a picture reaches the encoder.
+    capture_delay: Micros,
     audio: Option<AudioEncoder>,
     next_video: Option<EncodedFrame>,
     next_audio: Option<AudioFrame>,
@@ -124,6 +126,7 @@ impl Publisher {
         Publisher {
             t0,
             capture_end: Micros::from_secs_f64(s.duration_s),
+            capture_delay: video.pipeline_delay().capture,
             video,
             audio,
             next_video,
@@ -233,7 +236,7 @@ impl Publisher {
         let next_write = self.candidate.as_ref().map(|(_, w)| *w);
 
         // What the frame is, whichever encoder made it.
-        let (info, frame_type, pts, captured_at, encoded_at, index) = match &frame {
+        let (info, frame_type, pts, captured_at, capture_done_at, encoded_at, index) = match &frame {
             Encoded::Video(v) => {
                 self.vbv.push(self.t0 + v.encoded_at, v.vbv_fullness_bits);
                 self.video_index += 1;
@@ -244,8 +247,11 @@ impl Publisher {
                     timestamp: v.dts,
                     size_bytes: v.size_bytes,
                 };
+                // (`min`: the two delays are rounded separately; the encoder never outputs a
+                // frame before it has it.)
+                let capture_done = (v.captured_at + self.capture_delay).min(v.encoded_at);
                 let t = (v.pts, v.captured_at, v.encoded_at, self.video_index - 1);
-                (info, Some(v.frame_type), t.0, t.1, t.2, t.3)
+                (info, Some(v.frame_type), t.0, t.1, capture_done, t.2, t.3)
             }
             Encoded::Audio(a) => {
                 self.audio_index += 1;
@@ -256,11 +262,14 @@ impl Publisher {
                     timestamp: a.pts,
                     size_bytes: a.size_bytes,
                 };
+                // Capture of an audio frame ends with its last sample; coding it takes no time
+                // in the model.
                 (
                     info,
                     None,
                     a.pts,
                     a.captured_at,
+                    a.encoded_at,
                     a.encoded_at,
                     self.audio_index - 1,
                 )
@@ -275,11 +284,14 @@ impl Publisher {
             dts_us: info.timestamp,
             pts_us: pts,
             captured_us: Some(self.t0 + captured_at),
+            capture_done_us: Some(self.t0 + capture_done_at),
             encoded_us: Some(self.t0 + encoded_at),
             sent_us: None,
+            first_departure_us: None,
             server_arrival_us: None,
             server_departure_us: None,
             player_arrival_us: None,
+            decode_start_us: None,
             played_us: None,
             dropped: None,
         };
@@ -303,6 +315,7 @@ impl Publisher {
                 self.send_queue
                     .push(written, self.uplink.backlog_bytes(written) as f64);
                 rec.sent_us = Some(written);
+                rec.first_departure_us = Some(d.first_departure);
                 rec.server_arrival_us = Some(d.delivered_at);
                 Some(d.delivered_at)
             }
@@ -327,12 +340,27 @@ fn wire_bytes(kind: MediaKind, payload: u32, chunk_size: u32) -> u32 {
         .min(u32::MAX as u64) as u32
 }
 
-/// Per-player events.
+/// Events in the shared queue: a player's joining and the moment its play request is answered
+/// (which reads the GOP cache, so arrivals at the server are never processed across it). A
+/// player's flushes are kept with the player ([`Subscriber::flush_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum EventKind {
     Join,
     Ready,
-    Flush,
+}
+
+/// Most server arrivals processed as one batch (see [`Engine::step`]).
+const BATCH: usize = 256;
+
+/// One message reaching the server, with what every player's downlink needs to know about it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    id: u32,
+    /// When the server has it (arrival + processing).
+    at: Micros,
+    info: MediaInfo,
+    /// Its write to a player's socket, costed once for all the (identical) downlinks.
+    write: PreparedWrite,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -352,11 +380,11 @@ struct Subscriber {
     downlink: TcpPath,
     player: Player<u32>,
     disconnected: bool,
-    flush_scheduled: Option<Micros>,
+    /// When its queue next wants writing (coalescing window, or a full socket that should have
+    /// drained); `Micros::MAX` when nothing is pending.
+    flush_at: Micros,
     /// Time of the last write to its socket (for play-out at the end).
     last_arrival: Micros,
-    /// When the last byte written so far leaves the server.
-    last_departure: Micros,
     /// How long the path takes to send a full socket buffer (the backlog cannot reach
     /// [`SOCKET_SEND_BUFFER_BYTES`] while the server is busy for less than this).
     socket_buffer_time: Micros,
@@ -387,6 +415,8 @@ pub struct Engine {
     event_seq: u64,
     processing: Micros,
     play_out: Vec<(u32, PlayOutcome)>,
+    /// Scratch: the batch of arrivals being processed.
+    batch: Vec<Arrival>,
     /// Scratch: messages a queue discarded during one push.
     purged: Vec<(u32, DropReason)>,
     delivery_hist: LatencyHistogram,
@@ -444,9 +474,8 @@ impl Engine {
                 ),
                 player: Player::new(&s.player),
                 disconnected: false,
-                flush_scheduled: None,
+                flush_at: Micros::MAX,
                 last_arrival: Micros::ZERO,
-                last_departure: Micros::ZERO,
                 socket_buffer_time: Micros::ZERO,
                 rebuffers_seen: 0,
                 rebuffer_time_seen: Micros::ZERO,
@@ -486,6 +515,7 @@ impl Engine {
             events,
             processing: Micros::from_secs_f64(s.server.processing_us / 1e6),
             play_out: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
             purged: Vec::new(),
             delivery_hist: LatencyHistogram::new(),
             g2g_hist: LatencyHistogram::new(),
@@ -531,38 +561,57 @@ impl Engine {
         true
     }
 
-    /// Index of the next message that reaches the server (skipping encoder drops).
+    /// Index of the next message that reaches the server (skipping encoder drops), and when the
+    /// server has it.
     fn peek_arrival(&mut self) -> Option<(usize, Micros)> {
+        self.arrival_from(self.next_arrival)
+    }
+
+    /// The first message from index `i` on that reaches the server, and when the server has it.
+    fn arrival_from(&mut self, mut i: usize) -> Option<(usize, Micros)> {
         loop {
-            if !self.ensure_msg(self.next_arrival) {
+            if !self.ensure_msg(i) {
                 return None;
             }
-            match self.msgs[self.next_arrival].server_arrival {
-                Some(t) => return Some((self.next_arrival, t + self.processing)),
-                None => self.next_arrival += 1,
+            match self.msgs[i].server_arrival {
+                Some(t) => return Some((i, t + self.processing)),
+                None => i += 1,
             }
         }
     }
 
-    /// Processes up to `budget` events and reports progress.
+    /// Processes up to `budget` events (a server arrival counts once for all players) and
+    /// reports progress.
+    ///
+    /// Players do not interact: each has its own queue, socket, path and playback, and the
+    /// statistics over all of them are sums. So the engine takes the server's arrivals in
+    /// batches — up to [`BATCH`], never across a queued event — and runs each player through the
+    /// whole batch before the next player (its state stays in cache), handling its own pending
+    /// flushes in time order on the way. Every player sees exactly the sequence of events it would
+    /// see in one global time order; only the interleaving between players differs, and nothing
+    /// observes that. The queued events (joins, and play requests answered, which read the GOP
+    /// cache) run between batches; at equal times an event runs before an arrival.
     pub fn step(&mut self, budget: usize) -> Progress {
         let mut left = budget;
         while left > 0 && !self.finished {
-            left -= 1;
             let arrival = self.peek_arrival();
             let event_at = self.events.peek().map(|Reverse(e)| e.at);
             match (arrival, event_at) {
-                (None, None) => self.finish(),
+                (None, None) => {
+                    left -= 1;
+                    self.drain_flushes();
+                    self.finish();
+                }
                 (Some((i, t)), ev) if ev.is_none_or(|e| t < e) => {
-                    self.now = t;
-                    self.next_arrival += 1;
-                    self.on_server_arrival(i, t);
+                    let n = self.run_batch(i, ev, left.min(BATCH));
+                    left -= n.min(left);
                 }
                 _ => {
+                    left -= 1;
                     let Some(Reverse(ev)) = self.events.pop() else {
                         continue;
                     };
-                    self.now = ev.at;
+                    self.now = self.now.max(ev.at);
                     self.on_event(ev);
                 }
             }
@@ -575,6 +624,101 @@ impl Engine {
                 (self.now.as_secs_f64() / total.as_secs_f64().max(1e-9)).min(0.999)
             },
             done: self.finished,
+        }
+    }
+
+    /// Processes the arrivals from message `first` on that come before `until` (at most `max`,
+    /// at least one): the GOP cache takes them, then each player takes the whole batch. Returns
+    /// how many arrivals it processed.
+    fn run_batch(&mut self, first: usize, until: Option<Micros>, max: usize) -> usize {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let mut next = Some(first);
+        let mut after = None;
+        while let Some((i, t)) = next.and_then(|i| self.arrival_from(i)) {
+            if batch.len() >= max.max(1) || until.is_some_and(|e| t >= e) {
+                after = Some(t);
+                break;
+            }
+            let m = &self.msgs[i];
+            batch.push(Arrival {
+                id: i as u32,
+                at: t,
+                info: m.info,
+                write: self.subs[0].downlink.prepare(m.wire_down),
+            });
+            next = Some(i + 1);
+            self.next_arrival = i + 1;
+        }
+        for a in &batch {
+            self.gop.push(a.info, a.id);
+        }
+        for p in 0..self.subs.len() {
+            self.run_player(p, &batch, after);
+        }
+        if let Some(last) = batch.last() {
+            self.now = self.now.max(last.at);
+        }
+        let n = batch.len();
+        self.batch = batch;
+        n
+    }
+
+    /// Player `p` through a batch of arrivals (`after`: when the server has the message after
+    /// the batch), its own due flushes first at each step.
+    fn run_player(&mut self, p: usize, batch: &[Arrival], after: Option<Micros>) {
+        for (k, a) in batch.iter().enumerate() {
+            if self.subs[p].flush_at <= a.at {
+                self.run_flushes(p, a.at, Some(a.at));
+            }
+            let sub = &mut self.subs[p];
+            if sub.disconnected {
+                return;
+            }
+            // Not playing yet: it cannot start inside a batch (batches stop at events).
+            let Some(queue) = sub.queue.as_mut() else {
+                return;
+            };
+            let next = match batch.get(k + 1) {
+                Some(b) => Some(b.at),
+                None => after,
+            };
+            let (now, id, info) = (a.at, a.id, a.info);
+            // The common case, taken without the round trip through the queue: nothing is
+            // waiting for this player, the queue would write the message at once, and the socket
+            // has room (the cheap test of `try_flush`: it cannot be full before the link has
+            // been busy for a full buffer's time).
+            if sub.downlink.busy_until().saturating_sub(now) < sub.socket_buffer_time
+                && queue.pass_through(info)
+            {
+                let delivered_at = sub.downlink.send_prepared(now, &a.write, next);
+                self.on_delivered(p, id, now, a.write.bytes(), delivered_at);
+                continue;
+            }
+            let mut purged = std::mem::take(&mut self.purged);
+            let outcome = queue.push_with_drops(now, info, id, |_, id, why| purged.push((id, why)));
+            self.note_push(p, id, outcome);
+            self.note_purged(p, &mut purged);
+            self.purged = purged;
+            self.try_flush(p, now, next);
+        }
+    }
+
+    /// Player `p`'s flushes due by `until`, in time order (`next`: when the server has its next
+    /// message, as in [`Engine::try_flush`]).
+    fn run_flushes(&mut self, p: usize, until: Micros, next: Option<Micros>) {
+        while self.subs[p].flush_at <= until {
+            let at = self.subs[p].flush_at;
+            self.subs[p].flush_at = Micros::MAX;
+            self.now = self.now.max(at);
+            self.try_flush(p, at, next);
+        }
+    }
+
+    /// The stream is over: every player's remaining flushes.
+    fn drain_flushes(&mut self) {
+        for p in 0..self.subs.len() {
+            self.run_flushes(p, Micros::MAX, None);
         }
     }
 
@@ -618,33 +762,9 @@ impl Engine {
                 }
                 self.purged = purged;
                 self.subs[p].queue = Some(queue);
-                self.try_flush(p, ev.at);
+                let next = self.peek_arrival().map(|(_, t)| t);
+                self.try_flush(p, ev.at, next);
             }
-            EventKind::Flush => {
-                self.subs[p].flush_scheduled = None;
-                self.try_flush(p, ev.at);
-            }
-        }
-    }
-
-    fn on_server_arrival(&mut self, i: usize, now: Micros) {
-        let info = self.msgs[i].info;
-        let id = i as u32;
-        self.gop.push(info, id);
-        for p in 0..self.subs.len() {
-            let sub = &mut self.subs[p];
-            if sub.disconnected {
-                continue;
-            }
-            let Some(queue) = sub.queue.as_mut() else {
-                continue;
-            };
-            let mut purged = std::mem::take(&mut self.purged);
-            let outcome = queue.push_with_drops(now, info, id, |_, id, why| purged.push((id, why)));
-            self.note_push(p, id, outcome);
-            self.note_purged(p, &mut purged);
-            self.purged = purged;
-            self.try_flush(p, now);
         }
     }
 
@@ -684,12 +804,9 @@ impl Engine {
     }
 
     /// Writes what player `p`'s queue is due to write at `now`, as far as its socket has room.
-    fn try_flush(&mut self, p: usize, now: Micros) {
-        let next_server_arrival = self
-            .msgs
-            .get(self.next_arrival)
-            .and_then(|m| m.server_arrival)
-            .map(|t| t + self.processing);
+    /// `next_arrival`: when the server has its next message (how long Nagle may hold a tail,
+    /// and when loss recovery can count on later data, for the write that empties the queue).
+    fn try_flush(&mut self, p: usize, now: Micros, next_arrival: Option<Micros>) {
         loop {
             let sub = &mut self.subs[p];
             if sub.disconnected {
@@ -702,15 +819,12 @@ impl Engine {
                 return;
             };
             if due > now {
-                if sub.flush_scheduled.is_none_or(|t| t > due) {
-                    sub.flush_scheduled = Some(due);
-                    self.schedule(due, p as u32, EventKind::Flush);
-                }
+                sub.flush_at = sub.flush_at.min(due);
                 return;
             }
             // Exact backlog only when the socket could be near full: cheap test first (the
             // time its last byte leaves bounds the backlog by rate × that time).
-            let busy_for = sub.last_departure.saturating_sub(now);
+            let busy_for = sub.downlink.busy_until().saturating_sub(now);
             let backlog = if busy_for < sub.socket_buffer_time {
                 0
             } else {
@@ -721,55 +835,74 @@ impl Engine {
                 let rate = sub.downlink.effective_rate_bps();
                 let wait = transmission_time(backlog - SOCKET_SEND_BUFFER_BYTES / 2, rate)
                     .max(Micros(1_000));
-                let at = now + wait;
-                if sub.flush_scheduled.is_none_or(|t| t > at) {
-                    sub.flush_scheduled = Some(at);
-                    self.schedule(at, p as u32, EventKind::Flush);
-                }
+                sub.flush_at = sub.flush_at.min(now + wait);
                 return;
             }
-            let Some((info, id)) = queue.pop() else {
+            let Some((_, id)) = queue.pop() else {
                 return;
             };
-            let more_queued = queue.queued_len() > 0;
-            let wire = self.msgs[id as usize].wire_down;
-            let hint = if more_queued {
+            let hint = if queue.queued_len() > 0 {
                 Some(now)
             } else {
-                next_server_arrival
+                next_arrival
             };
-            let d = sub.downlink.send(now, wire, hint);
-            sub.last_departure = sub.last_departure.max(d.last_departure);
-            self.audience.egress_bytes += wire as u64;
-            sub.last_arrival = sub.last_arrival.max(d.delivered_at);
-            let msg = &self.msgs[id as usize];
-            if msg.record == NO_RECORD {
-                continue;
-            }
-            self.audience.frames_delivered += 1;
-            self.delivery_hist
-                .record_us(d.delivered_at.saturating_sub(msg.written).0);
-            if p == 0 {
-                let rec = &mut self.records[msg.record as usize];
-                rec.server_departure_us = Some(now);
-                rec.player_arrival_us = Some(d.delivered_at);
-                if rec.keyframe && self.startup.first_keyframe_arrival_us.is_none() {
-                    self.startup.first_keyframe_arrival_us = Some(d.delivered_at);
-                }
-            }
-            let ts = msg.info.timestamp;
-            self.play_out.clear();
-            let sub = &mut self.subs[p];
-            sub.player
-                .on_arrival(d.delivered_at, id, ts, &mut self.play_out);
-            if p == 0 && info.kind == MediaKind::Video {
-                self.player_buffer.push(
-                    d.delivered_at,
-                    sub.player.buffer_level(d.delivered_at).as_ms_f64(),
-                );
-            }
-            self.apply_play_out(p, d.delivered_at);
+            let wire = self.msgs[id as usize].wire_down;
+            let delivered_at = sub.downlink.send_delivered(now, wire, hint);
+            self.on_delivered(p, id, now, wire, delivered_at);
         }
+    }
+
+    /// Message `id`, written to player `p`'s socket at `now` (`wire` bytes), reached the player
+    /// at `delivered_at`: statistics, the probe's record, and the player's decisions.
+    #[inline]
+    fn on_delivered(&mut self, p: usize, id: u32, now: Micros, wire: u32, delivered_at: Micros) {
+        let msg = &self.msgs[id as usize];
+        let sub = &mut self.subs[p];
+        self.audience.egress_bytes += wire as u64;
+        sub.last_arrival = sub.last_arrival.max(delivered_at);
+        if msg.record == NO_RECORD {
+            return;
+        }
+        self.audience.frames_delivered += 1;
+        self.delivery_hist
+            .record_us(delivered_at.saturating_sub(msg.written).0);
+        let ts = msg.info.timestamp;
+        if p != 0 {
+            // Everyone but the probe: only the audience statistics.
+            let msgs = &self.msgs;
+            let g2g = &mut self.g2g_hist;
+            sub.player
+                .on_arrival_with(delivered_at, id, ts, &mut |id, outcome| {
+                    if let PlayOutcome::Played { at } = outcome {
+                        let m = &msgs[id as usize];
+                        if m.record != NO_RECORD {
+                            let shown = at + m.pts.saturating_sub(m.info.timestamp);
+                            g2g.record_us(shown.saturating_sub(m.captured).0);
+                        }
+                    }
+                });
+            if sub.player.stats().rebuffer_count > sub.rebuffers_seen {
+                self.note_rebuffers(p, delivered_at);
+            }
+            return;
+        }
+        let is_video = msg.info.kind == MediaKind::Video;
+        let rec = &mut self.records[msg.record as usize];
+        rec.server_departure_us = Some(now);
+        rec.player_arrival_us = Some(delivered_at);
+        if rec.keyframe && self.startup.first_keyframe_arrival_us.is_none() {
+            self.startup.first_keyframe_arrival_us = Some(delivered_at);
+        }
+        self.play_out.clear();
+        sub.player
+            .on_arrival(delivered_at, id, ts, &mut self.play_out);
+        if is_video {
+            self.player_buffer.push(
+                delivered_at,
+                sub.player.buffer_level(delivered_at).as_ms_f64(),
+            );
+        }
+        self.apply_play_out(p, delivered_at);
     }
 
     /// Applies the player's decisions in `play_out` to the records and statistics.
@@ -784,10 +917,13 @@ impl Engine {
                 PlayOutcome::Played { at } => {
                     // Video is shown at its presentation time: add the composition offset.
                     let shown = at + msg.pts.saturating_sub(msg.info.timestamp);
+                    // `at` ≥ arrival + decode time (the player's rule), so this is ≥ arrival.
+                    let decode_start = at.saturating_sub(self.subs[p].player.decode_time());
                     self.g2g_hist
                         .record_us(shown.saturating_sub(msg.captured).0);
                     if p == 0 {
                         let rec = &mut self.records[msg.record as usize];
+                        rec.decode_start_us = Some(decode_start);
                         rec.played_us = Some(shown);
                         if rec.kind == MediaKind::Video
                             && self.startup.first_frame_played_us.is_none_or(|t| shown < t)
@@ -806,6 +942,11 @@ impl Engine {
                 }
             }
         }
+        self.note_rebuffers(p, now);
+    }
+
+    /// Counts player `p`'s stalls since the last look (the probe's with their times).
+    fn note_rebuffers(&mut self, p: usize, now: Micros) {
         let sub = &mut self.subs[p];
         let stats = sub.player.stats();
         if stats.rebuffer_count > sub.rebuffers_seen {

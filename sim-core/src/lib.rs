@@ -15,6 +15,7 @@ pub use units::Micros;
 
 pub mod encoder;
 pub mod engine;
+pub mod link;
 pub mod net;
 pub mod player;
 pub mod rate_control;

@@ -428,7 +428,9 @@ fn fast_log2(x: f32) -> f32 {
 #[inline]
 fn fast_exp2(x: f32) -> f32 {
     let x = x.clamp(-126.0, 0.0);
-    let i = libm::floorf(x);
+    // floor(x) for x in [−126, 0]: truncation, one lower when it rounded up.
+    let t = x as i32;
+    let i = (t - ((t as f32) > x) as i32) as f32;
     let f = x - i; // [0, 1)
     let p = 1.0
         + f * (0.693_152_7
@@ -440,19 +442,23 @@ fn fast_exp2(x: f32) -> f32 {
 /// Max of `n` samples in units of J.
 #[inline]
 fn max_jitter_units(dist: JitterDistribution, n: u64, rng: &mut SimRng) -> f64 {
-    let w = rng.uniform();
     if dist == JitterDistribution::Uniform {
-        // 2·W^(1/n) − 1: no tail to resolve, so a polynomial log2/exp2 (relative error < 1e-4,
-        // i.e. under a microsecond of a 10 ms jitter) is plenty; it is ~10× cheaper than libm on
-        // this hot path (one call per message per path) and, being plain IEEE arithmetic, gives
-        // the same bits on every platform.
+        // 2·W^(1/n) − 1: no tail to resolve, so one 32-bit word is enough randomness (a step of
+        // J/2³¹; netem's own source is 32 bits) and a polynomial log2/exp2 (relative error
+        // < 1e-4, i.e. under a microsecond of a 10 ms jitter) is plenty; it is ~10× cheaper than
+        // libm on this hot path (one call per message per path) and, being plain IEEE
+        // arithmetic, gives the same bits on every platform.
+        let x = rng.next_u32();
         let v = if n <= 1 {
-            w
+            x as f64 * (1.0 / 4_294_967_296.0)
         } else {
-            fast_exp2(fast_log2(w as f32) / n as f32) as f64
+            // W on [0, 1) in the 24 bits an f32 holds exactly.
+            let w = (x >> 8) as f32 * (1.0 / 16_777_216.0);
+            fast_exp2(fast_log2(w) / n as f32) as f64
         };
         return 2.0 * v - 1.0;
     }
+    let w = rng.uniform();
     // q = P(one sample > the max's value) = 1 − W^(1/n), computed without cancellation.
     let q = if n <= 1 {
         1.0 - w
@@ -780,7 +786,8 @@ pub struct Delivery {
     /// it was earlier).
     pub written_at: Micros,
     /// First byte leaves the sender host (after waiting in the socket send queue behind earlier
-    /// data, and for the slow-start window at connection start).
+    /// data, for the slow-start window at connection start, and, for a write that is a single
+    /// sub-MSS segment, for Nagle's hold).
     pub first_departure: Micros,
     /// Last byte leaves the sender (after bottleneck serialization; includes any Nagle hold of
     /// the tail).
@@ -800,6 +807,28 @@ impl Delivery {
     /// Write-to-delivery latency.
     pub fn latency(&self) -> Micros {
         self.delivered_at - self.written_at
+    }
+}
+
+/// What the size of one write costs on a path, worked out once by [`TcpPath::prepare`] for
+/// writing the same message to many paths of the same configuration (the engine's fan-out to
+/// players behind identical downlinks) with [`TcpPath::send_prepared`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PreparedWrite {
+    bytes: u32,
+    /// ⌈bytes/MSS⌉.
+    segments: u64,
+    /// Serialization time at the bottleneck, ns.
+    ser_ns: u64,
+    /// Packets that compete for the largest jitter: min(segments, jitter window).
+    jitter_packets: u64,
+    /// [`TcpPath`]'s `shape_key`: a path with another key recomputes these.
+    key: u64,
+}
+
+impl PreparedWrite {
+    pub fn bytes(&self) -> u32 {
+        self.bytes
     }
 }
 
@@ -955,6 +984,13 @@ pub struct TcpPath {
     ring_len: u32,
     /// `nodelay && !ss_active && !jitter_on && !loss_on`: `send` takes the lean path.
     fast: bool,
+    /// `nodelay && !ss_active && jitter_on && !loss_on`: the lean path plus one jitter draw.
+    jittered: bool,
+    /// Tests: always take the general path (to check the lean ones against it).
+    general_only: bool,
+    /// Identifies what a write's size costs here (MSS, serialization, jitter window): see
+    /// [`PreparedWrite`].
+    shape_key: u64,
     nodelay: bool,
     ss_active: bool,
     jitter_on: bool,
@@ -1096,6 +1132,9 @@ impl TcpPath {
             segs_sent: 0,
             ss_active: round_ns > 0,
             fast: false,
+            jittered: false,
+            general_only: false,
+            shape_key: 0,
             ss_anchored: false,
             ss_anchor_ns: 0,
             ss_base_seg: 0,
@@ -1110,6 +1149,11 @@ impl TcpPath {
             ring_head: 0,
             ring_len: 0,
         };
+        path.shape_key = [path.mss, path.ser_byte_fx, path.ser_seg_fx, path.jitter_window]
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+                (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29)
+            });
         path.refresh_fast();
         path
     }
@@ -1151,7 +1195,9 @@ impl TcpPath {
     }
 
     fn refresh_fast(&mut self) {
-        self.fast = self.nodelay && !self.ss_active && !self.jitter_on && !self.loss_on;
+        let lean = self.nodelay && !self.ss_active && !self.loss_on && !self.general_only;
+        self.fast = lean && !self.jitter_on;
+        self.jittered = lean && self.jitter_on;
     }
 
     /// Start slow start again at the next write: the next write's first segment opens round 0
@@ -1242,11 +1288,74 @@ impl TcpPath {
     /// event.
     #[inline]
     pub fn send(&mut self, now: Micros, bytes: u32, next_write_at: Option<Micros>) -> Delivery {
-        if self.fast {
-            self.send_fast(now, bytes)
+        if self.fast || self.jittered {
+            self.send_lean(now, bytes)
         } else {
             self.send_general(now, bytes, next_write_at)
         }
+    }
+
+    /// [`TcpPath::send`] when only the delivery time is wanted (the engine's fan-out to many
+    /// players): the same model and state changes, without building the rest of the
+    /// [`Delivery`].
+    #[inline]
+    pub fn send_delivered(
+        &mut self,
+        now: Micros,
+        bytes: u32,
+        next_write_at: Option<Micros>,
+    ) -> Micros {
+        if self.fast || self.jittered {
+            let w = self.prepare(bytes);
+            ns_to_us(self.lean(now, &w).3)
+        } else {
+            self.send_general(now, bytes, next_write_at).delivered_at
+        }
+    }
+
+    /// The size-derived costs of a write of `bytes` on this path (see [`PreparedWrite`]).
+    #[inline]
+    pub fn prepare(&self, bytes: u32) -> PreparedWrite {
+        let (segments, _) = self.segments_of(bytes as u64);
+        PreparedWrite {
+            bytes,
+            segments,
+            ser_ns: self.ser(bytes as u64, segments),
+            jitter_packets: segments.min(self.jitter_window),
+            key: self.shape_key,
+        }
+    }
+
+    /// [`TcpPath::send_delivered`] of a write prepared by [`TcpPath::prepare`] on this path or
+    /// one of the same configuration (one prepared elsewhere is recomputed first).
+    #[inline]
+    pub fn send_prepared(
+        &mut self,
+        now: Micros,
+        w: &PreparedWrite,
+        next_write_at: Option<Micros>,
+    ) -> Micros {
+        if !(self.fast || self.jittered) {
+            return self.send_general(now, w.bytes, next_write_at).delivered_at;
+        }
+        if w.key != self.shape_key {
+            let w = self.prepare(w.bytes);
+            return ns_to_us(self.lean(now, &w).3);
+        }
+        ns_to_us(self.lean(now, w).3)
+    }
+
+    /// When the last byte written so far leaves the sender (the time the link is next free).
+    #[inline]
+    pub fn busy_until(&self) -> Micros {
+        ns_to_us(self.link_free_ns)
+    }
+
+    /// Tests: make every later `send` take the general path.
+    #[cfg(test)]
+    pub(crate) fn general_only(&mut self) {
+        self.general_only = true;
+        self.refresh_fast();
     }
 
     /// ⌈bytes/MSS⌉ and the bytes of the last partial segment (0 if none), by the precomputed
@@ -1266,7 +1375,7 @@ impl TcpPath {
     #[inline]
     fn record(&mut self, start: u64, last_dep: u64, bytes: u64) {
         if bytes > 0 {
-            self.ring[self.ring_head as usize] = SentWrite {
+            self.ring[self.ring_head as usize % BACKLOG_RING] = SentWrite {
                 first_ns: start,
                 last_ns: last_dep,
                 before: self.written_total,
@@ -1277,24 +1386,51 @@ impl TcpPath {
         }
     }
 
-    /// `send` with nodelay, an open window, no jitter and no loss: queue, serialization and
-    /// propagation only (the same numbers `send_general` gives in that case).
-    #[inline]
-    fn send_fast(&mut self, now: Micros, bytes: u32) -> Delivery {
+    /// `send` with nodelay, an open window and no loss, with or without jitter: queue,
+    /// serialization, propagation and jitter only — exactly the numbers `send_general` gives in
+    /// that case (Nagle, slow start and loss recovery cannot act; checked by a proptest).
+    /// Returns (write time, first departure, last departure, delivery), in ns.
+    #[inline(always)]
+    fn lean(&mut self, now: Micros, w: &PreparedWrite) -> (u64, u64, u64, u64) {
         let now_ns = us_to_ns(now).max(self.last_write_ns);
         self.last_write_ns = now_ns;
-        let bytes = bytes as u64;
-        let (n, _) = self.segments_of(bytes);
+        let bytes = w.bytes as u64;
+        let n = w.segments;
         let start = now_ns.max(self.link_free_ns);
-        let last_dep = start.saturating_add(self.ser(bytes, n));
+        let last_dep = start.saturating_add(w.ser_ns);
         self.link_free_ns = last_dep;
         self.segs_sent = self.segs_sent.saturating_add(n);
-        let delivered = last_dep
-            .saturating_add(self.prop_ns)
-            .max(self.prev_delivered_ns);
+        let arrival = if self.jittered && n > 0 {
+            let x = max_jitter_units(self.jitter_dist, w.jitter_packets, &mut self.rng);
+            last_dep.saturating_add(self.jittered_delay_ns(x))
+        } else {
+            last_dep.saturating_add(self.prop_ns)
+        };
+        // Without loss, the in-order (clean) and repaired deliveries are the same.
+        let delivered = arrival.max(self.prev_delivered_ns);
         self.prev_delivered_ns = delivered;
         self.prev_clean_ns = delivered;
         self.record(start, last_dep, bytes);
+        (now_ns, start, last_dep, delivered)
+    }
+
+    /// One-way delay in ns for a jitter of `x` (units of J): `max(0, D + J·x)`, rounded.
+    #[inline(always)]
+    fn jittered_delay_ns(&self, x: f64) -> u64 {
+        let d = self.prop_ns as f64 + x * self.jitter_ns;
+        // (+0.5 and truncate: rounds like `libm::round` for d ≥ 0, in plain IEEE arithmetic.)
+        if d <= 0.0 {
+            0
+        } else {
+            (d + 0.5) as u64
+        }
+    }
+
+    #[inline]
+    fn send_lean(&mut self, now: Micros, bytes: u32) -> Delivery {
+        let w = self.prepare(bytes);
+        let (now_ns, start, last_dep, delivered) = self.lean(now, &w);
+        let n = w.segments;
         Delivery {
             written_at: ns_to_us(now_ns),
             first_departure: ns_to_us(start),
@@ -1335,6 +1471,13 @@ impl TcpPath {
         let g0 = self.segs_sent;
         let nagle = !self.nodelay && tail_bytes != 0;
         let mut nagle_wait_ns = 0;
+        // The first segment leaves once the link is free and its slow-start round has begun
+        // (a write that is only a held tail: when the hold ends, below).
+        let mut first_dep = if self.ss_active && n > 0 {
+            start.max(self.round_start(g0))
+        } else {
+            start
+        };
         let last_dep = if self.nodelay {
             if self.ss_active {
                 self.schedule(start, g0, n, bytes)
@@ -1364,6 +1507,9 @@ impl TcpPath {
                 let next = next_write_at.map_or(u64::MAX, |t| us_to_ns(t).max(now_ns));
                 let tail_start = ready.max(hold_until.min(next));
                 nagle_wait_ns = tail_start - ready;
+                if full == 0 {
+                    first_dep = tail_start;
+                }
                 let tail_end = tail_start.saturating_add(self.ser(tail_bytes, 1));
                 self.ack
                     .arrive_small(tail_bytes, tail_end.saturating_add(self.prop_ns));
@@ -1379,10 +1525,7 @@ impl TcpPath {
         let arrival = if self.jitter_on && n > 0 {
             let k = n.min(self.jitter_window);
             let x = max_jitter_units(self.jitter_dist, k, &mut self.rng);
-            let d = self.prop_ns as f64 + x * self.jitter_ns;
-            // (+0.5 and truncate: rounds like `libm::round` for d ≥ 0, in plain IEEE arithmetic.)
-            let d = if d <= 0.0 { 0 } else { (d + 0.5) as u64 };
-            last_dep.saturating_add(d)
+            last_dep.saturating_add(self.jittered_delay_ns(x))
         } else {
             last_dep.saturating_add(self.prop_ns)
         };
@@ -1431,7 +1574,7 @@ impl TcpPath {
         let delivered_at = ns_to_us(delivered);
         Delivery {
             written_at: ns_to_us(now_ns),
-            first_departure: ns_to_us(start),
+            first_departure: ns_to_us(first_dep),
             last_departure: ns_to_us(last_dep),
             delivered_at,
             nagle_wait: ns_to_us(nagle_wait_ns),
@@ -2054,7 +2197,7 @@ mod tests {
         a.open_window();
         b.open_window();
         assert!(a.fast);
-        b.fast = false;
+        b.general_only();
         let mut now = 0u64;
         for _ in 0..20_000 {
             now += (r.uniform() * 20_000.0) as u64;
@@ -2263,6 +2406,47 @@ mod tests {
                     prop_assert!(d.last_departure >= d.first_departure);
                     prev = d.delivered_at;
                 }
+            }
+
+            /// The lean paths (nodelay, open window, no loss; with and without jitter) give
+            /// exactly what the general path gives, write after write, from any state the
+            /// general path leaves (slow start included: it hands over to the lean path when the
+            /// window opens).
+            #[test]
+            fn lean_paths_equal_the_general_path(
+                (p, t, rev) in config(), seed in any::<u64>(), ws in writes(), open in any::<bool>()) {
+                let p = PathConfig { loss: LossConfig::None, ..p };
+                let t = TcpConfig { nodelay: true, ..t };
+                let mut lean = TcpPath::new(&p, &t, rev, SimRng::new(seed, 3));
+                if open {
+                    lean.open_window();
+                }
+                let mut general = lean.clone();
+                general.general_only();
+                let mut now = 0u64;
+                for &(gap, bytes, next) in &ws {
+                    now += gap;
+                    let next = next.map(|n| Micros(now + n));
+                    let mut probe = lean.clone();
+                    let mut probe2 = lean.clone();
+                    let mut probe3 = lean.clone();
+                    let a = lean.send(Micros(now), bytes, next);
+                    let b = general.send(Micros(now), bytes, next);
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(probe.send_delivered(Micros(now), bytes, next), a.delivered_at);
+                    let w = probe2.prepare(bytes);
+                    prop_assert_eq!(probe2.send_prepared(Micros(now), &w, next), a.delivered_at);
+                    // Prepared on a path of another shape: recomputed, same result.
+                    let other = TcpPath::new_symmetric(&path(1.0, 777.0), &TcpConfig::default(), rng());
+                    let w = other.prepare(bytes);
+                    prop_assert_eq!(probe3.send_prepared(Micros(now), &w, next), a.delivered_at);
+                    prop_assert_eq!(lean.busy_until(), a.last_departure);
+                    for dt in [0u64, 1, 500, 5_000] {
+                        let at = Micros(now + dt);
+                        prop_assert_eq!(lean.backlog_bytes(at), general.backlog_bytes(at));
+                    }
+                }
+                prop_assert_eq!(lean.last_delivery(), general.last_delivery());
             }
 
             #[test]

@@ -17,7 +17,6 @@
 use crate::check::Checker;
 use crate::units::Micros;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
 /// Live-edge catch-up (mpegts.js "latency chasing", hls.js liveSync style).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +167,79 @@ struct Pending<Id> {
     arrival: Micros,
 }
 
+/// A FIFO of copyable entries in a power-of-two ring: the few operations the player needs, each
+/// a load or store and a mask (std's `VecDeque` wraps with a compare and keeps more state).
+#[derive(Debug, Clone)]
+struct Ring<T> {
+    slots: Vec<T>,
+    head: usize,
+    len: usize,
+}
+
+impl<T: Copy> Ring<T> {
+    fn new() -> Self {
+        Ring {
+            slots: Vec::new(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&T> {
+        if self.len == 0 {
+            None
+        } else {
+            self.slots.get(self.head)
+        }
+    }
+
+    #[inline]
+    fn pop_front(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) & (self.slots.len() - 1);
+            self.len -= 1;
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, v: T) {
+        if self.len == self.slots.len() {
+            self.grow(v);
+        }
+        let i = (self.head + self.len) & (self.slots.len() - 1);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = v;
+        }
+        self.len += 1;
+    }
+
+    /// Doubles the capacity (at least 64 slots), the entries in order from slot 0.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, fill: T) {
+        let cap = (self.slots.len() * 2).max(64);
+        let mut slots = Vec::with_capacity(cap);
+        let mask = self.slots.len().wrapping_sub(1);
+        for k in 0..self.len {
+            slots.push(self.slots[(self.head + k) & mask]);
+        }
+        slots.resize(cap, fill);
+        self.slots = slots;
+        self.head = 0;
+    }
+}
+
 /// Maps media time to wall time: the frame at `ts` starts decoding at `wall`, and media advances
 /// at 1.0× (or the catch-up speed when `fast`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -255,7 +327,7 @@ pub struct Player<Id> {
     rebuffer: Micros,
     decode: Micros,
     catch_up: Option<CatchUp>,
-    buf: VecDeque<Pending<Id>>,
+    buf: Ring<Pending<Id>>,
     phase: Phase,
     clock: Clock,
     /// Highest re-based timestamp arrived.
@@ -294,7 +366,7 @@ impl<Id: Copy> Player<Id> {
             rebuffer: Micros::from_ms_f64(cfg.rebuffer_ms),
             decode: Micros::from_ms_f64(cfg.decode_ms),
             catch_up,
-            buf: VecDeque::new(),
+            buf: Ring::new(),
             phase: Phase::Starting,
             clock: Clock::default(),
             newest_ts: None,
@@ -320,13 +392,26 @@ impl<Id: Copy> Player<Id> {
         media_ts: Micros,
         out: &mut Vec<(Id, PlayOutcome)>,
     ) {
+        self.on_arrival_with(now, id, media_ts, &mut |id, o| out.push((id, o)));
+    }
+
+    /// [`Player::on_arrival`] handing each decided frame to `out` as it is decided, in the same
+    /// order, instead of collecting them (the engine's hot path).
+    #[inline]
+    pub fn on_arrival_with(
+        &mut self,
+        now: Micros,
+        id: Id,
+        media_ts: Micros,
+        out: &mut impl FnMut(Id, PlayOutcome),
+    ) {
         let now = now.max(self.last_now);
         self.last_now = now;
         if self.phase == Phase::Finished {
             let at = now.max(self.last_at);
             self.last_at = at;
             self.stats.frames_skipped += 1;
-            out.push((id, PlayOutcome::Skipped { at }));
+            out(id, PlayOutcome::Skipped { at });
             return;
         }
         let ts = self.rebase(now, media_ts);
@@ -383,6 +468,11 @@ impl<Id: Copy> Player<Id> {
     /// start-up buffer starts now; a stalled one resumes now (the stall ends here). Later
     /// arrivals are [`PlayOutcome::Skipped`].
     pub fn finish(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+        self.finish_with(now, &mut |id, o| out.push((id, o)));
+    }
+
+    /// [`Player::finish`] handing each decided frame to `out`.
+    pub fn finish_with(&mut self, now: Micros, out: &mut impl FnMut(Id, PlayOutcome)) {
         let now = now.max(self.last_now);
         self.last_now = now;
         match self.phase {
@@ -425,6 +515,12 @@ impl<Id: Copy> Player<Id> {
 
     pub fn stats(&self) -> &PlayerStats {
         &self.stats
+    }
+
+    /// Decode + display time of a frame (`decode_ms`): a frame shown at `at` left the buffer for
+    /// the decoder at `at` − this.
+    pub fn decode_time(&self) -> Micros {
+        self.decode
     }
 
     pub fn phase(&self) -> PlayerPhase {
@@ -564,7 +660,7 @@ impl<Id: Copy> Player<Id> {
     /// Decides every buffered frame due by `now`, ending catch-up on the way if the target is
     /// reached before `now`.
     #[inline]
-    fn advance(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+    fn advance(&mut self, now: Micros, out: &mut impl FnMut(Id, PlayOutcome)) {
         if self.clock.fast {
             self.end_catch_up_by(now, out);
         }
@@ -574,7 +670,7 @@ impl<Id: Copy> Player<Id> {
     /// While catching up: if the target level is reached by `now`, decides the frames due until
     /// then and returns to 1.0× at that moment.
     #[cold]
-    fn end_catch_up_by(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+    fn end_catch_up_by(&mut self, now: Micros, out: &mut impl FnMut(Id, PlayOutcome)) {
         if let Some((t, slow)) = self.catch_up_end() {
             if t <= now {
                 self.decide_until(t, out);
@@ -584,8 +680,8 @@ impl<Id: Copy> Player<Id> {
         }
     }
 
-    #[inline]
-    fn decide_until(&mut self, limit: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+    #[inline(always)]
+    fn decide_until(&mut self, limit: Micros, out: &mut impl FnMut(Id, PlayOutcome)) {
         while let Some(&f) = self.buf.front() {
             let due = self.due(f.ts);
             if due > limit {
@@ -607,11 +703,11 @@ impl<Id: Copy> Player<Id> {
                 self.played_ts = Some(self.played_ts.map_or(f.ts, |p| p.max(f.ts)));
                 PlayOutcome::Played { at }
             };
-            out.push((f.id, outcome));
+            out(f.id, outcome);
         }
     }
 
-    fn try_resume(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
+    fn try_resume(&mut self, now: Micros, out: &mut impl FnMut(Id, PlayOutcome)) {
         if let Phase::Rebuffering { since } = self.phase {
             if self.buffered() >= self.rebuffer {
                 self.stats.rebuffer_time += now.saturating_sub(since);

@@ -38,6 +38,27 @@ impl Default for PlayersConfig {
     }
 }
 
+/// Which publisher `rtmp-lab experiment` runs for real (the simulator ignores it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentPublisher {
+    /// The simulator's own encoder decisions (frame sizes, types, timestamps, send times) packed
+    /// as valid FLV/RTMP tags and sent at their simulated send times: the real path is measured
+    /// with exactly the simulated input.
+    #[default]
+    Replay,
+    /// ffmpeg (libx264 + AAC) encoding a test pattern in real time with this scenario's encoder
+    /// and rate-control settings: real x264 frames.
+    Ffmpeg,
+}
+
+/// How `rtmp-lab experiment` runs this scenario for real.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub publisher: ExperimentPublisher,
+}
+
 /// The whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,6 +84,8 @@ pub struct Scenario {
     pub server: ServerConfig,
     pub player: PlayerConfig,
     pub players: PlayersConfig,
+    /// Used by `rtmp-lab experiment` only.
+    pub experiment: ExperimentConfig,
 }
 
 impl Default for Scenario {
@@ -234,6 +257,7 @@ fn base_obs() -> Scenario {
         server: ServerConfig::default(),
         player: PlayerConfig::default(),
         players: PlayersConfig::default(),
+        experiment: ExperimentConfig::default(),
     }
 }
 

@@ -888,6 +888,46 @@ impl<P: Clone> SubscriberQueue<P> {
         }
     }
 
+    /// [`SubscriberQueue::push`] immediately followed by [`SubscriberQueue::pop`], for a writer
+    /// whose socket has room, in the one case where that pop is certain to return the message
+    /// just pushed: the queue is empty, writes are not coalesced, and the message is audio or
+    /// video that fits (the push's fast path). Then it leaves the queue exactly as push + pop
+    /// would (checked by a proptest) and returns `true`: the caller writes the message. In every
+    /// other case it does nothing and returns `false`: push as usual.
+    ///
+    /// A writer fanning one message out to many idle subscribers saves the round trip through
+    /// the deque.
+    #[inline]
+    pub fn pass_through(&mut self, info: MediaInfo) -> bool {
+        let class = Class::of(&info);
+        let size = info.size_bytes as u64;
+        // Empty: no headers, no media bytes, flush due at once (`flush_at` = the push time).
+        if !self.entries.is_empty()
+            || self.coalesce != Micros::ZERO
+            || self.flags & SLOW_PATH_FLAGS[class as usize] != 0
+            || size > self.max_bytes
+        {
+            return false;
+        }
+        // (The push time does not matter: it only decides when a queued message is due.)
+        // push: the empty queue's front and newest timestamps are this one's; the flags it
+        // clears; the peaks (the duration of one message is 0).
+        self.front_ts = info.timestamp;
+        self.last_timed_ts = info.timestamp;
+        let c = class as usize;
+        if self.flags & !CLEARED_FLAGS[c] != 0 {
+            self.flags &= CLEARED_FLAGS[c];
+        }
+        if size > self.max_queued_bytes {
+            self.max_queued_bytes = size;
+        }
+        // pop: delivered, and the queue is empty again.
+        self.delivered = self.delivered.wrapping_add(1);
+        self.delivered_bytes = self.delivered_bytes.wrapping_add(size);
+        self.after_delivery();
+        true
+    }
+
     /// Write coalescing (SRS merged write, [`ServerConfig::coalesce_ms`]): the earliest time the
     /// writer should flush, or `None` when the queue is empty. With a window of 0 it is the time
     /// the oldest queued message was pushed (write at once); otherwise that time + the window, or
@@ -1882,6 +1922,59 @@ mod tests {
                         broken = true;
                     }
                 }
+            }
+        }
+
+        /// `pass_through` is push + pop whenever it accepts, and a no-op when it declines.
+        #[test]
+        fn pass_through_is_push_then_pop(
+            ops in proptest::collection::vec(op(), 1..300),
+            max_bytes in 100u64..2000,
+            max_ms in 30.0f64..500.0,
+            disconnect_policy in any::<bool>(),
+            wait in any::<bool>(),
+            coalesce in prop_oneof![3 => Just(0.0), 1 => 1.0f64..50.0],
+        ) {
+            let c = ServerConfig {
+                coalesce_ms: coalesce,
+                ..cfg(
+                    max_bytes,
+                    max_ms,
+                    if disconnect_policy { DropPolicy::Disconnect } else { DropPolicy::DropToKeyframe },
+                )
+            };
+            let mut a = SubscriberQueue::new(&c, wait);
+            let mut b = SubscriberQueue::new(&c, wait);
+            let (mut now, mut ts) = (0u64, 1_000_000i64);
+            let mut accepted = 0;
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Push { kind, size, dts_ms, dnow_ms } => {
+                        now += dnow_ms * 1000;
+                        ts = (ts + dts_ms * 1000).max(0);
+                        let info = info_of(kind, Micros(ts as u64), size);
+                        let before = format!("{a:?}");
+                        if a.pass_through(info) {
+                            accepted += 1;
+                            prop_assert_eq!(b.push(Micros(now), info, i), PushOutcome::Queued);
+                            prop_assert_eq!(b.pop().map(|(_, id)| id), Some(i));
+                        } else {
+                            prop_assert_eq!(format!("{a:?}"), before);
+                            a.push(Micros(now), info, i);
+                            b.push(Micros(now), info, i);
+                        }
+                    }
+                    Op::Pop(n) => {
+                        for _ in 0..n {
+                            prop_assert_eq!(a.pop().map(|(_, id)| id), b.pop().map(|(_, id)| id));
+                        }
+                    }
+                }
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                prop_assert_eq!(a.stats(), b.stats());
+            }
+            if coalesce > 0.0 {
+                prop_assert_eq!(accepted, 0);
             }
         }
 

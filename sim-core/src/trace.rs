@@ -45,17 +45,33 @@ pub struct FrameRecord {
     /// Stream timestamps (decode and presentation).
     pub dts_us: Micros,
     pub pts_us: Micros,
+    /// The picture was taken (video) or the frame's first sample (audio).
     pub captured_us: Option<Micros>,
+    /// Capture finished: the picture is read out and composited and handed to the encoder
+    /// (video: `captured_us` + [`EncoderConfig::capture_delay_frames`] frame periods), or the
+    /// frame's last sample is in (audio).
+    ///
+    /// [`EncoderConfig::capture_delay_frames`]: crate::encoder::EncoderConfig::capture_delay_frames
+    #[serde(default)]
+    pub capture_done_us: Option<Micros>,
+    /// The encoder output the coded frame.
     pub encoded_us: Option<Micros>,
     /// Written to the publisher's socket.
     pub sent_us: Option<Micros>,
+    /// The frame's first byte left the publisher (after the socket backlog ahead of it, the
+    /// slow-start window and, for a frame that is one sub-MSS segment, Nagle's hold).
+    #[serde(default)]
+    pub first_departure_us: Option<Micros>,
     /// Last byte arrived at the server.
     pub server_arrival_us: Option<Micros>,
     /// Written to the player's socket.
     pub server_departure_us: Option<Micros>,
     /// Last byte arrived at the player.
     pub player_arrival_us: Option<Micros>,
-    /// Shown (video) or heard (audio).
+    /// The frame left the player's buffer for the decoder.
+    #[serde(default)]
+    pub decode_start_us: Option<Micros>,
+    /// Shown (video, at its presentation time) or heard (audio).
     pub played_us: Option<Micros>,
     pub dropped: Option<DropSite>,
 }
@@ -173,21 +189,44 @@ impl Percentiles {
 }
 
 /// A stage of the pipeline: latency between two timestamps of a [`FrameRecord`].
+///
+/// The nine stages of [`Stage::PIPELINE`] follow one another without gap or overlap, so for a
+/// played frame they sum exactly to [`Stage::GlassToGlass`] (tested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Capture → encoder output (capture, lookahead, B-frame reordering, threads, encode).
+    /// Capture → handed to the encoder: sensor readout, compositing (OBS renders a frame per
+    /// frame period), audio sample accumulation. MODELS §C: 1–2 frame periods.
+    Capture,
+    /// Handed to the encoder → encoder output: lookahead, B-frame reordering, frame threads,
+    /// encode time (MODELS §C, \[X1\]).
     Encode,
-    /// Encoder output → written to the socket (the encoder's send queue).
-    SendQueue,
-    /// Written → arrived at the server (socket queue, link, propagation, jitter, loss, Nagle).
-    Uplink,
+    /// Encoder output → written to the socket: the encoder's send queue. In this model the
+    /// output waits here only for the muxer's interleaving (a packet is written once the other
+    /// track has a later one, as OBS's and FFmpeg's muxers do); the bits the VBV lets the encoder
+    /// send ahead of the channel wait in the socket (next stage), since OBS writes every packet
+    /// at once.
+    #[serde(alias = "send_queue")]
+    VbvQueue,
+    /// Written → the frame's first byte leaves the publisher: the socket backlog (earlier
+    /// frames still going through the bottleneck), the slow-start window at connection start,
+    /// and Nagle's hold of a frame that is one sub-MSS segment.
+    Socket,
+    /// First byte leaves the publisher → last byte at the server: serialization at the
+    /// bottleneck, propagation, jitter, loss recovery, and Nagle's hold of a frame's tail.
+    Network,
     /// Arrived at the server → written to the player's socket (server queue, coalescing).
     Server,
-    /// Written by the server → arrived at the player.
+    /// Written by the server → arrived at the player (the server's socket and the downlink).
     Downlink,
-    /// Arrived at the player → played (buffer, decode).
-    Player,
+    /// Arrived at the player → out of its buffer into the decoder (start-up buffer, jitter
+    /// buffer, stalls; standing latency).
+    PlayerBuffer,
+    /// Into the decoder → shown: decode + display ([`PlayerConfig::decode_ms`]; MODELS §C:
+    /// 1–2 frames + vsync), plus the presentation delay of reordered video (pts − dts).
+    ///
+    /// [`PlayerConfig::decode_ms`]: crate::player::PlayerConfig::decode_ms
+    Decode,
     /// Publisher send → player arrival: what `rtmp-lab experiment` measures end to end.
     Delivery,
     /// Capture → played.
@@ -195,25 +234,64 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    /// Number of stages in [`Stage::PIPELINE`].
+    pub const PIPELINE_LEN: usize = 9;
+
+    /// The stages that add up to glass-to-glass, in pipeline order.
+    pub const PIPELINE: [Stage; Stage::PIPELINE_LEN] = [
+        Stage::Capture,
         Stage::Encode,
-        Stage::SendQueue,
-        Stage::Uplink,
+        Stage::VbvQueue,
+        Stage::Socket,
+        Stage::Network,
         Stage::Server,
         Stage::Downlink,
-        Stage::Player,
+        Stage::PlayerBuffer,
+        Stage::Decode,
+    ];
+
+    /// The pipeline, then the two totals.
+    pub const ALL: [Stage; Stage::PIPELINE_LEN + 2] = [
+        Stage::Capture,
+        Stage::Encode,
+        Stage::VbvQueue,
+        Stage::Socket,
+        Stage::Network,
+        Stage::Server,
+        Stage::Downlink,
+        Stage::PlayerBuffer,
+        Stage::Decode,
         Stage::Delivery,
         Stage::GlassToGlass,
     ];
 
+    /// Position in [`Stage::PIPELINE`] (`None` for the totals).
+    pub const fn pipeline_index(self) -> Option<usize> {
+        match self {
+            Stage::Capture => Some(0),
+            Stage::Encode => Some(1),
+            Stage::VbvQueue => Some(2),
+            Stage::Socket => Some(3),
+            Stage::Network => Some(4),
+            Stage::Server => Some(5),
+            Stage::Downlink => Some(6),
+            Stage::PlayerBuffer => Some(7),
+            Stage::Decode => Some(8),
+            Stage::Delivery | Stage::GlassToGlass => None,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
+            Stage::Capture => "capture",
             Stage::Encode => "encode",
-            Stage::SendQueue => "send queue",
-            Stage::Uplink => "uplink",
+            Stage::VbvQueue => "VBV queue",
+            Stage::Socket => "socket",
+            Stage::Network => "network",
             Stage::Server => "server",
             Stage::Downlink => "downlink",
-            Stage::Player => "player",
+            Stage::PlayerBuffer => "player buffer",
+            Stage::Decode => "decode",
             Stage::Delivery => "send→arrival",
             Stage::GlassToGlass => "glass-to-glass",
         }
@@ -222,12 +300,15 @@ impl Stage {
     /// The stage's (start, end) timestamps of a frame, when both exist.
     pub fn span(self, f: &FrameRecord) -> Option<(Micros, Micros)> {
         let (a, b) = match self {
-            Stage::Encode => (f.captured_us, f.encoded_us),
-            Stage::SendQueue => (f.encoded_us, f.sent_us),
-            Stage::Uplink => (f.sent_us, f.server_arrival_us),
+            Stage::Capture => (f.captured_us, f.capture_done_us),
+            Stage::Encode => (f.capture_done_us, f.encoded_us),
+            Stage::VbvQueue => (f.encoded_us, f.sent_us),
+            Stage::Socket => (f.sent_us, f.first_departure_us),
+            Stage::Network => (f.first_departure_us, f.server_arrival_us),
             Stage::Server => (f.server_arrival_us, f.server_departure_us),
             Stage::Downlink => (f.server_departure_us, f.player_arrival_us),
-            Stage::Player => (f.player_arrival_us, f.played_us),
+            Stage::PlayerBuffer => (f.player_arrival_us, f.decode_start_us),
+            Stage::Decode => (f.decode_start_us, f.played_us),
             Stage::Delivery => (f.sent_us, f.player_arrival_us),
             Stage::GlassToGlass => (f.captured_us, f.played_us),
         };
@@ -405,10 +486,11 @@ impl Trace {
 
     /// The frames as CSV: one row per frame, times in µs, empty cells where a stage was not reached.
     pub fn frames_csv(&self) -> String {
-        let mut out = String::with_capacity(self.frames.len() * 96 + 256);
+        let mut out = String::with_capacity(self.frames.len() * 120 + 256);
         out.push_str(
-            "kind,index,frame_type,keyframe,size_bytes,dts_us,pts_us,captured_us,encoded_us,\
-             sent_us,server_arrival_us,server_departure_us,player_arrival_us,played_us,dropped\n",
+            "kind,index,frame_type,keyframe,size_bytes,dts_us,pts_us,captured_us,capture_done_us,\
+             encoded_us,sent_us,first_departure_us,server_arrival_us,server_departure_us,\
+             player_arrival_us,decode_start_us,played_us,dropped\n",
         );
         let t = |v: Option<Micros>| v.map(|m| m.0.to_string()).unwrap_or_default();
         for f in &self.frames {
@@ -433,18 +515,21 @@ impl Trace {
                 })
                 .unwrap_or_default();
             out.push_str(&format!(
-                "{kind},{},{ft},{},{},{},{},{},{},{},{},{},{},{},{dropped}\n",
+                "{kind},{},{ft},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{dropped}\n",
                 f.index,
                 f.keyframe as u8,
                 f.size_bytes,
                 f.dts_us.0,
                 f.pts_us.0,
                 t(f.captured_us),
+                t(f.capture_done_us),
                 t(f.encoded_us),
                 t(f.sent_us),
+                t(f.first_departure_us),
                 t(f.server_arrival_us),
                 t(f.server_departure_us),
                 t(f.player_arrival_us),
+                t(f.decode_start_us),
                 t(f.played_us),
             ));
         }
@@ -587,6 +672,24 @@ mod tests {
         let mut one = [7.0];
         assert_eq!(Percentiles::of(&mut one).unwrap().p99, 7.0);
     }
+
+    #[test]
+    fn records_written_before_the_stage_split_still_load() {
+        // A frame as traces stored it before capture_done/first_departure/decode_start existed.
+        let old = r#"{"kind":"video","index":3,"frame_type":"p","keyframe":false,
+            "size_bytes":1000,"dts_us":100000,"pts_us":133333,"captured_us":1000,
+            "encoded_us":2000,"sent_us":2500,"server_arrival_us":30000,
+            "server_departure_us":30100,"player_arrival_us":55000,"played_us":90000,
+            "dropped":null}"#;
+        let f: FrameRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(f.capture_done_us, None);
+        assert_eq!(Stage::Capture.latency_ms(&f), None);
+        assert_eq!(Stage::Server.latency_ms(&f), Some(0.1));
+        assert_eq!(Stage::GlassToGlass.latency_ms(&f), Some(89.0));
+        // The old name of the VBV queue stage.
+        let st: Stage = serde_json::from_str("\"send_queue\"").unwrap();
+        assert_eq!(st, Stage::VbvQueue);
+    }
 }
 
 /// A log-linear latency histogram for large samples (all players' frames), so percentiles over
@@ -622,6 +725,7 @@ impl LatencyHistogram {
         }
     }
 
+    #[inline(always)]
     fn bucket(us: u64) -> usize {
         if us < Self::SUB {
             return us as usize;
@@ -653,15 +757,24 @@ impl LatencyHistogram {
     }
 
     /// Records one latency in whole microseconds (the engine's hot path).
-    #[inline]
+    #[inline(always)]
     pub fn record_us(&mut self, us: u64) {
         if self.counts.is_empty() {
-            self.counts = vec![0; Self::BUCKETS];
+            self.allocate();
         }
-        self.counts[Self::bucket(us).min(Self::BUCKETS - 1)] += 1;
+        if let Some(c) = self.counts.get_mut(Self::bucket(us)) {
+            *c += 1;
+        }
         self.count += 1;
-        self.sum_us = self.sum_us.saturating_add(us as u128);
+        // (Cannot overflow: 2⁶⁴ values of at most 2⁶⁴ µs.)
+        self.sum_us = self.sum_us.wrapping_add(us as u128);
         self.max_us = self.max_us.max(us);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate(&mut self) {
+        self.counts = vec![0; Self::BUCKETS];
     }
 
     pub fn count(&self) -> u64 {

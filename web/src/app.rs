@@ -724,7 +724,7 @@ impl App {
             ChartKind::Startup => self.view_startup_caption(),
             ChartKind::Breakdown => html! {
                 <>
-                <p class="caption">{ "Median of each stage over all frames; the black tick is the median glass-to-glass (the median of a sum is not the sum of medians)." }</p>
+                <p class="caption">{ "Median of each stage over all frames; the black tick is the median glass-to-glass (the median of a sum is not the sum of medians). Audio spends the video encoder's delay in the VBV queue: the muxer writes packets in timestamp order, so each audio frame waits for the video frame after it." }</p>
                 <div class="chips legend">
                     { for PIPELINE.iter().enumerate().map(|(k, st)| html!{
                         <span class="chip"><span class="swatch box" style={format!("background:{}", charts::stage_css_color(k))}></span>{ st.label() }</span>

@@ -14,15 +14,12 @@ use sim_core::units::Micros;
 /// Largest number of points drawn per series.
 pub const MAX_POINTS: usize = 1600;
 
-/// The stages that add up to glass-to-glass, in pipeline order.
-pub const PIPELINE: [Stage; 6] = [
-    Stage::Encode,
-    Stage::SendQueue,
-    Stage::Uplink,
-    Stage::Server,
-    Stage::Downlink,
-    Stage::Player,
-];
+/// The stages that add up to glass-to-glass, in pipeline order (sim-core's list: every
+/// per-stage array of the page is sized by [`STAGE_COUNT`], so a new stage cannot be missed).
+pub const PIPELINE: [Stage; STAGE_COUNT] = Stage::PIPELINE;
+
+/// Number of pipeline stages.
+pub const STAGE_COUNT: usize = Stage::PIPELINE_LEN;
 
 pub type Points = Vec<(f64, f64)>;
 
@@ -419,7 +416,25 @@ mod tests {
         let c = ChartData::from_trace(&t, &s);
         assert!(!c.latency.video_g2g.is_empty());
         assert!(!c.latency.audio_g2g.is_empty());
-        assert_eq!(c.breakdown.video.len(), 6);
+        assert_eq!(c.breakdown.video.len(), STAGE_COUNT);
+        assert_eq!(c.latency.video_stages.len(), STAGE_COUNT);
+        // The stacked medians are the pipeline's stages, each non-negative.
+        assert!(c.breakdown.video.iter().all(|(_, ms)| *ms >= 0.0));
+        let names: Vec<&str> = c.breakdown.video.iter().map(|(st, _)| st.label()).collect();
+        assert_eq!(
+            names,
+            [
+                "capture",
+                "encode",
+                "VBV queue",
+                "socket",
+                "network",
+                "server",
+                "downlink",
+                "player buffer",
+                "decode"
+            ]
+        );
         assert!(c.breakdown.video_g2g_p50.unwrap() > 0.0);
         assert!(c.startup.player.len() >= 6);
         assert!(c.headline.join_to_first_frame_ms.is_some());

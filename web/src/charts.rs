@@ -5,7 +5,7 @@
 //! Every axis says its unit. Colours come from [`palette`] (chosen to stay apart for the common
 //! colour-vision deficiencies and to read on white).
 
-use crate::chart_data::{ChartData, PIPELINE};
+use crate::chart_data::{ChartData, PIPELINE, STAGE_COUNT};
 use crate::measured::Overlay;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -13,6 +13,7 @@ use plotters::prelude::*;
 use sim_core::trace::Stage;
 
 pub mod palette {
+    use crate::chart_data::STAGE_COUNT;
     use plotters::style::RGBColor;
     pub const VIDEO: RGBColor = RGBColor(0x1f, 0x5f, 0xbf);
     pub const AUDIO: RGBColor = RGBColor(0xe0, 0x7b, 0x00);
@@ -22,15 +23,30 @@ pub mod palette {
     pub const GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
     pub const GRID: RGBColor = RGBColor(0xe4, 0xe6, 0xea);
     pub const MEASURED: RGBColor = RGBColor(0xc2, 0x18, 0x5b);
-    /// One colour per pipeline stage (encode … player).
-    pub const STAGES: [RGBColor; 6] = [
-        RGBColor(0x6a, 0x3d, 0x9a),
-        RGBColor(0xe0, 0x7b, 0x00),
-        RGBColor(0x1f, 0x5f, 0xbf),
-        RGBColor(0x1b, 0x8a, 0x4b),
-        RGBColor(0x00, 0x8b, 0x8b),
-        RGBColor(0xc6, 0x28, 0x28),
+    /// One colour per pipeline stage (capture … decode): Paul Tol's "muted" scheme, made to
+    /// stay apart for the common colour-vision deficiencies, ordered so that neighbouring
+    /// segments of the stacked bar alternate dark and light.
+    pub const STAGES: [RGBColor; STAGE_COUNT] = [
+        RGBColor(0x33, 0x22, 0x88), // capture: indigo
+        RGBColor(0xdd, 0xcc, 0x77), // encode: sand
+        RGBColor(0x88, 0x22, 0x55), // VBV queue: wine
+        RGBColor(0x88, 0xcc, 0xee), // socket: cyan
+        RGBColor(0x11, 0x77, 0x33), // network: green
+        RGBColor(0xcc, 0x66, 0x77), // server: rose
+        RGBColor(0x44, 0xaa, 0x99), // downlink: teal
+        RGBColor(0x99, 0x99, 0x33), // player buffer: olive
+        RGBColor(0xaa, 0x44, 0x99), // decode: purple
     ];
+
+    /// Black or white, whichever reads better on `c` (for labels inside stage segments).
+    pub fn text_on(c: RGBColor) -> RGBColor {
+        let luma = 0.299 * c.0 as f64 + 0.587 * c.1 as f64 + 0.114 * c.2 as f64;
+        if luma > 150.0 {
+            RGBColor(0, 0, 0)
+        } else {
+            RGBColor(0xff, 0xff, 0xff)
+        }
+    }
 }
 
 /// Which lines the latency chart shows.
@@ -39,7 +55,7 @@ pub struct LatencyOptions {
     pub video: bool,
     pub audio: bool,
     /// Per-stage lines, in [`PIPELINE`] order.
-    pub stages: [bool; 6],
+    pub stages: [bool; STAGE_COUNT],
 }
 
 impl Default for LatencyOptions {
@@ -47,7 +63,26 @@ impl Default for LatencyOptions {
         LatencyOptions {
             video: true,
             audio: true,
-            stages: [false; 6],
+            stages: [false; STAGE_COUNT],
+        }
+    }
+}
+
+impl LatencyOptions {
+    /// No totals, only the lines of `stages`.
+    pub const fn only_stages(stages: &[Stage]) -> LatencyOptions {
+        let mut on = [false; STAGE_COUNT];
+        let mut i = 0;
+        while i < stages.len() {
+            if let Some(k) = stages[i].pipeline_index() {
+                on[k] = true;
+            }
+            i += 1;
+        }
+        LatencyOptions {
+            video: false,
+            audio: false,
+            stages: on,
         }
     }
 }
@@ -575,7 +610,7 @@ pub fn draw_breakdown<DB: DrawingBackend>(
                     .draw_series(std::iter::once(Text::new(
                         label,
                         (x + xmax * 0.008, y + 0.5),
-                        sc.font(11.0).color(&WHITE),
+                        sc.font(11.0).color(&palette::text_on(c)),
                     )))
                     .map_err(err)?;
             }

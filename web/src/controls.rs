@@ -355,6 +355,22 @@ static CONTROLS: &[Control] = &[
         get: |s| b(s.encoder.zerolatency),
         set: |s, v| s.encoder.zerolatency = v != 0.0,
     },
+    Control {
+        id: "capture_delay",
+        path: "encoder.capture_delay_frames",
+        group: Group::Encoder,
+        label: "Capture + compositing",
+        unit: "frames",
+        help: "Camera readout and the compositor (OBS renders one frame per frame period) before                the encoder sees a picture: typically 1–2 frame periods.",
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 6.0,
+            step: 0.5,
+            log: false,
+        },
+        get: |s| s.encoder.capture_delay_frames,
+        set: |s, v| s.encoder.capture_delay_frames = v,
+    },
     // --- Rate control --------------------------------------------------------------------------
     Control {
         id: "rc_mode",
@@ -699,6 +715,22 @@ static CONTROLS: &[Control] = &[
         },
         get: |s| s.player.startup_buffer_ms,
         set: |s, v| s.player.startup_buffer_ms = v,
+    },
+    Control {
+        id: "decode",
+        path: "player.decode_ms",
+        group: Group::Player,
+        label: "Decode + display",
+        unit: "ms",
+        help: "From the player's buffer to the screen: decoding, then waiting for the display's                refresh; typically 1–2 frames + vsync (33–80 ms at 30 fps).",
+        widget: Widget::Slider {
+            min: 0.0,
+            max: 200.0,
+            step: 1.0,
+            log: false,
+        },
+        get: |s| s.player.decode_ms,
+        set: |s, v| s.player.decode_ms = v,
     },
     Control {
         id: "catch_up",

@@ -1,8 +1,10 @@
 //! The guided tour: a few steps, each setting the scenario and saying what to watch. Each step
 //! starts from a preset, so the steps can be taken in any order and repeated.
 
+use crate::chart_data::STAGE_COUNT;
 use crate::charts::{ChartKind, LatencyOptions};
 use sim_core::scenario::{preset, Scenario};
+use sim_core::trace::Stage;
 
 pub struct TourStep {
     pub title: &'static str,
@@ -18,12 +20,9 @@ fn base(name: &str) -> Scenario {
     preset(name).unwrap_or_default()
 }
 
-/// Only the uplink stage: its tens of ms would vanish beside seconds of glass-to-glass.
-const UPLINK_LINE: LatencyOptions = LatencyOptions {
-    video: false,
-    audio: false,
-    stages: [false, false, true, false, false, false],
-};
+/// Only the publisher's socket and the uplink network: their tens of ms would vanish beside
+/// seconds of glass-to-glass.
+const UPLINK_LINE: LatencyOptions = LatencyOptions::only_stages(&[Stage::Socket, Stage::Network]);
 
 pub static TOUR: &[TourStep] = &[
     TourStep {
@@ -31,8 +30,9 @@ pub static TOUR: &[TourStep] = &[
         text: "OBS's librtmp leaves Nagle's algorithm on. A frame is rarely a whole number of TCP \
                segments, so its last small segment waits until the server has acknowledged the \
                data before it, and the server delays its ACKs. The latency chart shows only the \
-               uplink stage: with Nagle on, every frame pays that wait. Tick \"Publisher \
-               TCP_NODELAY\" (TCP group) and watch the whole line drop by about 20 ms. \
+               publisher's socket and network stages: with Nagle on, every frame pays that wait \
+               (in the network line: the frame's first bytes have left). Tick \"Publisher \
+               TCP_NODELAY\" (TCP group) and watch the network line drop by about 20 ms. \
                Glass-to-glass does not move: the player's 1 s buffer absorbs it.",
         watch: ChartKind::Latency,
         apply: || {
@@ -84,7 +84,8 @@ pub static TOUR: &[TourStep] = &[
                until it is retransmitted, and each loss halves the sending rate. At 1 % loss and \
                a 40 ms RTT, TCP's throughput bound (Mathis: 1.22·MSS / (RTT·√p) ≈ 3.5 Mb/s) is \
                below the 6 Mb/s stream: the sender's queue grows until OBS's frame dropper steps \
-               in. Watch the uplink line climb to hundreds of ms, and the frames lost.",
+               in. Watch the socket line (frames waiting behind earlier ones) climb to hundreds of \
+               ms, and the frames lost.",
         watch: ChartKind::Latency,
         apply: || {
             let mut s = base("obs-default");
@@ -110,7 +111,7 @@ impl LatencyOptions {
     pub const DEFAULT: LatencyOptions = LatencyOptions {
         video: true,
         audio: true,
-        stages: [false; 6],
+        stages: [false; STAGE_COUNT],
     };
 }
 

@@ -7,6 +7,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod notebooks;
 mod web;
 
 const USAGE: &str = "\
@@ -23,6 +24,7 @@ Commands:
               in the browser = native; the lab's logic), and an end-to-end test of the page
               served by `rtmp-lab serve` (screenshots in target/screenshots). Installs
               chromium + chromium-driver (apt), wasm-bindgen-cli, playwright-core (npm ci).
+              Also runs the notebooks (see `notebooks`).
   fuzz [TARGET] [SECONDS]
               Runs the cargo-fuzz targets of native-server (chunk_reader, amf0, flv; all when
               TARGET is omitted or `all`) for SECONDS each (default 300) on the stable
@@ -35,6 +37,11 @@ Commands:
               binaryen (npm) when missing. Prints the wasm size.
   test-web    Only the browser steps of `test` (wasm-bindgen-test, the end-to-end test).
   bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
+  notebooks   Executes every notebooks/*.ipynb headlessly (nbclient) against the debug
+              rtmp-lab (RTMP_LAB_BIN), in a venv at target/notebooks-venv (pip install only
+              when notebooks/requirements.txt changed); executed copies go to
+              target/notebooks/. Fails naming the notebook and cell. Installs python3-venv
+              (apt) when missing.
   help        This text.
 ";
 
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         Some("test-web") => web::test_wasm_in_browser().and_then(|()| web::test_e2e_browser()),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("notebooks") => notebooks::run_notebooks(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -190,6 +198,8 @@ fn test() -> Result<(), String> {
         cargo().args(["build", "-p", "native-server"]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
+    // The notebooks run the debug rtmp-lab built above (notebooks/README.md).
+    notebooks::run_notebooks()?;
     fuzz_quick()?;
     run(
         "sim-core for wasm32",

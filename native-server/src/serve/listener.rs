@@ -34,6 +34,13 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds the RTMP listener with the configured socket options.
 pub fn bind_rtmp(addr: SocketAddr, options: &SocketOptions) -> Result<TcpListener> {
+    let std_listener = bind_rtmp_std(addr, options)?;
+    TcpListener::from_std(std_listener).context("while registering the RTMP listener")
+}
+
+/// [`bind_rtmp`] without registering with tokio: callable where no runtime is current (a
+/// thread that entered a network namespace to create the socket).
+pub fn bind_rtmp_std(addr: SocketAddr, options: &SocketOptions) -> Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("while creating the RTMP socket")?;
     // Restarting the server must not wait for TIME_WAIT sockets of the previous run.
@@ -49,8 +56,7 @@ pub fn bind_rtmp(addr: SocketAddr, options: &SocketOptions) -> Result<TcpListene
     }
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
-    let std_listener: std::net::TcpListener = socket.into();
-    TcpListener::from_std(std_listener).context("while registering the RTMP listener")
+    Ok(socket.into())
 }
 
 /// TCP_FASTOPEN on the listener: a returning client may send its first bytes (C0+C1) in the

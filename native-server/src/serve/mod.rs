@@ -71,8 +71,34 @@ pub struct RunningServer {
 /// Validates `settings`, loads the auth key files and binds both listeners.
 pub async fn bind(settings: Settings) -> Result<RunningServer> {
     settings.validate()?;
-    let auth = settings.publish_auth()?;
     let rtmp = listener::bind_rtmp(settings.rtmp, &settings.socket)?;
+    bind_http(settings, rtmp).await
+}
+
+/// [`bind`] with an RTMP listener the caller made with [`rtmp_listener`] (e.g. inside a network
+/// namespace: `rtmp-lab experiment --link emulated`); `settings.rtmp` is then not used.
+pub async fn bind_with_listener(
+    settings: Settings,
+    rtmp: std::net::TcpListener,
+) -> Result<RunningServer> {
+    settings.validate()?;
+    rtmp.set_nonblocking(true)?;
+    let rtmp = tokio::net::TcpListener::from_std(rtmp)
+        .context("while registering the RTMP listener")?;
+    bind_http(settings, rtmp).await
+}
+
+/// An RTMP listener with `options` applied (Fast Open, backlog), bound to `addr` in whatever
+/// network namespace the calling thread is in; for [`bind_with_listener`].
+pub fn rtmp_listener(
+    addr: SocketAddr,
+    options: &config::SocketOptions,
+) -> Result<std::net::TcpListener> {
+    listener::bind_rtmp_std(addr, options)
+}
+
+async fn bind_http(settings: Settings, rtmp: tokio::net::TcpListener) -> Result<RunningServer> {
+    let auth = settings.publish_auth()?;
     let http = tokio::net::TcpListener::bind(settings.http)
         .await
         .with_context(|| {

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +40,7 @@ use sim_core::server::{
     GopCache, MediaInfo, MediaKind, PushOutcome, ServerConfig, SubscriberQueue,
 };
 use sim_core::Micros;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::api;
 use super::config::{PublishAuth, Settings};
@@ -86,6 +86,21 @@ impl Clock {
             .checked_add(Duration::from_micros(at.0))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
     }
+}
+
+/// A media message as it reached the relay (its last byte read from the publisher's socket),
+/// for an in-process observer such as `rtmp-lab experiment`, which matches it to what its own
+/// publisher sent. See [`Relay::tap_arrivals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub kind: MediaKind,
+    /// RTMP timestamp as the publisher sent it.
+    pub timestamp_ms: u32,
+    /// Message payload (FLV tag body) length.
+    pub payload_bytes: u32,
+    /// A decoder configuration (AVC/AAC sequence header), not a coded frame.
+    pub sequence_header: bool,
+    pub at: Instant,
 }
 
 /// Process-wide counters (`/metrics`). Relaxed atomics: each is an independent count.
@@ -210,6 +225,8 @@ pub struct Relay {
     takeover: bool,
     linger: Duration,
     shutdown: watch::Receiver<bool>,
+    /// Set once by [`Relay::tap_arrivals`]; the hot path pays one atomic load when unset.
+    arrival_tap: OnceLock<mpsc::Sender<Arrival>>,
 }
 
 impl Relay {
@@ -225,7 +242,17 @@ impl Relay {
             takeover: settings.relay.publisher_takeover,
             linger: settings.unpublish_linger(),
             shutdown,
+            arrival_tap: OnceLock::new(),
         }
+    }
+
+    /// Reports every accepted audio/video message of every stream, as it arrives, to the
+    /// returned receiver. At most `capacity` reports wait unread; more are dropped, never
+    /// waited for (the publisher's path must not block on an observer). Only the first call
+    /// gets a receiver; later calls get `None`.
+    pub fn tap_arrivals(&self, capacity: usize) -> Option<mpsc::Receiver<Arrival>> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.arrival_tap.set(tx).ok().map(|()| rx)
     }
 
     /// The outbound chunk size every connection announces and every shared message uses.
@@ -551,6 +578,15 @@ impl Relay {
             st.gop.push(info, bytes.clone());
             st.players.clone()
         };
+        if let Some(tap) = self.arrival_tap.get() {
+            let _ = tap.try_send(Arrival {
+                kind,
+                timestamp_ms,
+                payload_bytes: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                sequence_header,
+                at: self.clock.instant_of(now),
+            });
+        }
         self.fan_out(&players, now, info, &bytes);
         true
     }

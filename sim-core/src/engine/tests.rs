@@ -56,11 +56,15 @@ fn stages_are_ordered_and_never_beat_propagation() {
     for f in &t.frames {
         let seq = [
             f.captured_us,
+            f.capture_done_us,
             f.encoded_us,
             f.sent_us,
+            f.first_departure_us,
             f.server_arrival_us,
             f.server_departure_us,
             f.player_arrival_us,
+            f.decode_start_us,
+            f.played_us,
         ];
         let known: Vec<Micros> = seq.iter().flatten().copied().collect();
         assert!(known.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
@@ -73,6 +77,69 @@ fn stages_are_ordered_and_never_beat_propagation() {
         }
     }
     assert!(checked > 500, "only {checked} frames reached the player");
+}
+
+#[test]
+fn pipeline_stages_sum_exactly_to_glass_to_glass() {
+    // Every preset, every played frame: the
+    // nine stages chain without gap or overlap, each is non-negative, and their sum in whole
+    // microseconds is glass-to-glass.
+    for name in crate::scenario::PRESET_NAMES {
+        let t = Engine::run(&short(name, 12.0));
+        let mut played = 0;
+        for f in t.frames.iter().filter(|f| f.played_us.is_some()) {
+            played += 1;
+            let mut sum = 0u64;
+            for st in Stage::PIPELINE {
+                let (a, b) = st
+                    .span(f)
+                    .unwrap_or_else(|| panic!("{name}: {st:?} missing in {f:?}"));
+                assert!(b >= a, "{name}: {st:?} negative in {f:?}");
+                sum += (b - a).0;
+            }
+            let (a, b) = Stage::GlassToGlass.span(f).unwrap();
+            assert_eq!(sum, (b - a).0, "{name}: {f:?}");
+        }
+        assert!(played > 100, "{name}: only {played} frames played");
+    }
+    // The pipeline's index table agrees with the list.
+    for (i, st) in Stage::PIPELINE.iter().enumerate() {
+        assert_eq!(st.pipeline_index(), Some(i));
+    }
+    assert_eq!(Stage::ALL[..Stage::PIPELINE_LEN], Stage::PIPELINE);
+}
+
+#[test]
+fn capture_and_decode_stages_follow_their_settings() {
+    let mut s = short("obs-default", 10.0);
+    s.encoder.capture_delay_frames = 2.0;
+    s.player.decode_ms = 50.0;
+    let t = Engine::run(&s);
+    // Two frame periods at 30 fps, within the µs rounding.
+    let cap = p50(&t, Stage::Capture, MediaKind::Video);
+    assert!((cap - 66.667).abs() < 0.01, "{cap}");
+    // Audio capture is the frame's duration: 1024 samples at 48 kHz.
+    let cap_a = p50(&t, Stage::Capture, MediaKind::Audio);
+    assert!((cap_a - 21.333).abs() < 0.01, "{cap_a}");
+    // Decode: 50 ms, plus pts − dts for reordered video (0 for the B-frames).
+    assert!((p50(&t, Stage::Decode, MediaKind::Audio) - 50.0).abs() < 1e-9);
+    let dec = t.stage_latency(Stage::Decode, MediaKind::Video).unwrap();
+    assert!(dec.p50 >= 50.0 && dec.max <= 50.0 + 5.0 * 33.4, "{dec:?}");
+}
+
+#[test]
+fn nagle_holds_single_segment_frames_in_the_socket() {
+    // Audio frames are one sub-MSS segment: with Nagle, each may be held until the ACK of earlier
+    // data returns or the next write fills a segment, and that hold is socket time.
+    let on = short("obs-default", 15.0);
+    let mut off = on.clone();
+    off.publisher_tcp.nodelay = true;
+    let mean = |s: &Scenario| {
+        let t = Engine::run(s);
+        t.stage_latency(Stage::Socket, MediaKind::Audio).unwrap().mean
+    };
+    let (with_nagle, without) = (mean(&on), mean(&off));
+    assert!(with_nagle > 2.0 * without, "{with_nagle} vs {without}");
 }
 
 #[test]
@@ -97,8 +164,12 @@ fn nagle_adds_latency_on_the_publisher_socket() {
     on.publisher_tcp.nodelay = false;
     let mut off = on.clone();
     off.publisher_tcp.nodelay = true;
-    let with_nagle = p50(&Engine::run(&on), Stage::Uplink, MediaKind::Video);
-    let without = p50(&Engine::run(&off), Stage::Uplink, MediaKind::Video);
+    let uplink = |s: &Scenario| {
+        let t = Engine::run(s);
+        p50(&t, Stage::Socket, MediaKind::Video) + p50(&t, Stage::Network, MediaKind::Video)
+    };
+    let with_nagle = uplink(&on);
+    let without = uplink(&off);
     assert!(
         with_nagle > without,
         "Nagle {with_nagle} ms vs NODELAY {without} ms"
