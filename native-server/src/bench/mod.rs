@@ -136,6 +136,8 @@ pub struct ServerReport {
     pub pids: Vec<u32>,
     /// % of one core (all its processes).
     pub cpu_pct: f64,
+    /// The user-space part of it (the rest is the kernel: syscalls, TCP, softirqs).
+    pub user_cpu_pct: f64,
     /// CPU % per delivered Gb/s.
     pub cpu_pct_per_gbps: Option<f64>,
     /// Sum of VmHWM over its processes, kB.
@@ -162,6 +164,10 @@ pub struct GeneratorReport {
     pub reads_per_s: f64,
     pub bytes_per_read: Option<f64>,
     pub reads_per_poll: Option<f64>,
+    /// Arrivals are the kernel's receive timestamps (SO_TIMESTAMPNS), not the time of the
+    /// read: the generator's own delays do not count as latency.
+    pub kernel_timestamps: bool,
+    pub batch_us: u64,
 }
 
 /// Everything `rtmp-lab bench` reports (the JSON line).
@@ -361,13 +367,14 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     let start_us = clock.now_us() + SETTLE.as_micros() as u64;
     let end_us = start_us + (args.duration * 1e6) as u64;
     shared.set_window(start_us, end_us);
-    let read_bytes = || -> (u64, u64, u64) {
-        workers.iter().fold((0, 0, 0), |(b, r, p), w| {
+    let read_bytes = || -> (u64, u64, u64, u64) {
+        workers.iter().fold((0, 0, 0, 0), |(b, r, p, s), w| {
             let c = &w.counters;
             (
                 b + c.bytes.load(Ordering::Relaxed),
                 r + c.reads.load(Ordering::Relaxed),
                 p + c.polls.load(Ordering::Relaxed),
+                s + c.stamped.load(Ordering::Relaxed),
             )
         })
     };
@@ -442,6 +449,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     let delivered_mbps = bytes1.0.saturating_sub(bytes0.0) as f64 * 8.0 / window_s.max(1e-9) / 1e6;
     let reads = bytes1.1.saturating_sub(bytes0.1);
     let polls = bytes1.2.saturating_sub(bytes0.2);
+    let stamped = bytes1.3.saturating_sub(bytes0.3);
     let stream_mbps = pub1.saturating_sub(pub0) as f64 * 8.0 / window_s.max(1e-9) / 1e6;
     let busiest = stats::busiest_thread(&threads0, &threads1, window_s);
     let busiest_player_pct = {
@@ -469,6 +477,8 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
         reads_per_s: reads as f64 / window_s.max(1e-9),
         bytes_per_read: (reads > 0).then(|| bytes1.0.saturating_sub(bytes0.0) as f64 / reads as f64),
         reads_per_poll: (polls > 0).then(|| reads as f64 / polls as f64),
+        kernel_timestamps: reads > 0 && stamped * 100 >= reads * 99,
+        batch_us: args.batch_us,
     };
     let server = match (probe, server0, server1, memory) {
         (Some(probe), Some(a), Some(b), Some((peak, now))) => {
@@ -528,6 +538,7 @@ fn server_report(
     ServerReport {
         pids: probe.pids,
         cpu_pct,
+        user_cpu_pct: (b.user_s - a.user_s) / w * 100.0,
         cpu_pct_per_gbps: (delivered_mbps > 0.0).then(|| cpu_pct / (delivered_mbps / 1000.0)),
         peak_rss_kb,
         rss_kb,
@@ -634,18 +645,24 @@ pub fn render_table(r: &BenchReport) -> String {
     row(
         "generator reads",
         format!(
-            "{:.0}/s, {} bytes each, {} per epoll_wait",
+            "{:.0}/s, {} bytes each, {} per epoll_wait; arrival = {}",
             r.generator.reads_per_s,
             r.generator.bytes_per_read.map_or("–".into(), |v| format!("{v:.0}")),
             r.generator.reads_per_poll.map_or("–".into(), |v| format!("{v:.1}")),
+            if r.generator.kernel_timestamps {
+                "kernel receive timestamp"
+            } else {
+                "time of the read"
+            }
         ),
     );
     if let Some(sv) = &r.server {
         row(
             "server CPU",
             format!(
-                "{:.1} % of a core, {} per Gb/s, run-queue wait {:.1} %",
+                "{:.1} % of a core ({:.1} % user), {} per Gb/s, run-queue wait {:.1} %",
                 sv.cpu_pct,
+                sv.user_cpu_pct,
                 sv.cpu_pct_per_gbps
                     .map_or("–".into(), |v| format!("{v:.1} %")),
                 sv.sched_wait_pct

@@ -14,7 +14,6 @@
 //! non-blocking and handed over: pushed to the worker's pending list, then registered in its
 //! epoll set (in that order, so an event for an unknown player means "look in pending").
 
-use std::io::Read;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,6 +252,8 @@ pub struct Counters {
     pub reads: AtomicU64,
     /// `epoll_wait` calls that returned events.
     pub polls: AtomicU64,
+    /// Reads that carried a kernel receive timestamp.
+    pub stamped: AtomicU64,
 }
 
 /// A running worker: where connectors hand players over.
@@ -424,6 +425,9 @@ fn run(
                 Ok((0, _)) => Some("the server closed the connection".to_owned()),
                 Ok((n, stamp)) => {
                     let now_us = shared.clock.now_us();
+                    if stamp.is_some() {
+                        counters.stamped.fetch_add(1, Ordering::Relaxed);
+                    }
                     let mut arrival = Arrival {
                         shared,
                         hist: &mut hist,

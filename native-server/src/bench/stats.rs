@@ -153,6 +153,11 @@ fn stat_fields(text: &str) -> Option<Vec<&str>> {
 
 /// (name, utime + stime in ticks) of one `/proc/.../stat` file.
 fn read_stat_ticks(path: &Path) -> Option<(String, u64)> {
+    read_stat_user_system(path).map(|(name, u, s)| (name, u + s))
+}
+
+/// (name, utime, stime in ticks) of one `/proc/.../stat` file.
+fn read_stat_user_system(path: &Path) -> Option<(String, u64, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let name = text
         .get(text.find('(')? + 1..text.rfind(')')?)
@@ -161,7 +166,7 @@ fn read_stat_ticks(path: &Path) -> Option<(String, u64)> {
     let f = stat_fields(&text)?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((name, utime + stime))
+    Some((name, utime, stime))
 }
 
 /// CPU ticks of every thread of this process, by thread id (with its name).
@@ -234,6 +239,8 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
 pub struct ServerSample {
     /// utime + stime of all its processes, seconds.
     pub cpu_s: f64,
+    /// The utime part (user space), seconds.
+    pub user_s: f64,
     /// Time its threads waited on a run queue (schedstat field 2), seconds.
     pub sched_wait_s: f64,
     /// Bytes written by write-like syscalls (`/proc/PID/io` wchar).
@@ -260,8 +267,11 @@ impl ServerProbe {
         let mut s = ServerSample::default();
         for pid in &self.pids {
             let base = format!("/proc/{pid}");
-            if let Some((_, ticks)) = read_stat_ticks(Path::new(&format!("{base}/stat"))) {
-                s.cpu_s += ticks as f64 / hz;
+            if let Some((_, user, system)) =
+                read_stat_user_system(Path::new(&format!("{base}/stat")))
+            {
+                s.cpu_s += (user + system) as f64 / hz;
+                s.user_s += user as f64 / hz;
             }
             if let Ok(dir) = std::fs::read_dir(format!("{base}/task")) {
                 for entry in dir.flatten() {

@@ -18,13 +18,15 @@
 //! moves the queued media into `staged` first.
 //!
 //! Locking: one small `std::sync::Mutex` per outbox, held only to push or take (never across
-//! an `.await`); wake-ups through a [`Notify`] whose stored permit means no wake-up is lost.
+//! an `.await`); the writer waits on a [`Doorbell`] (a flag and its waker) that new work and
+//! close both ring, so no wake-up is lost and a wait costs no waiter-list bookkeeping.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -53,17 +55,67 @@ const MAX_IOVECS: usize = 64;
 /// sending commands while never reading its socket hits this and is closed.
 const STAGED_SLACK_BYTES: usize = 1024 * 1024;
 
+/// The writer task's wake-up: rung for every message queued (once per message per player,
+/// so it must be cheap) and on close. One waiter only, so instead of [`Notify`]'s waiter
+/// list (a lock and a list node per wait, another to unregister) it is a flag plus the
+/// waiting task's waker: ringing an already rung bell costs one atomic swap.
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    rung: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        // Already rung: whoever rang it wakes (or has woken) the task, which will see it.
+        if self.rung.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the bell has rung since the last `wait` (at once if it has).
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            {
+                let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+                match slot.as_ref() {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            // Rung between the first check and the registration: its `take` may have found
+            // no waker, so look again.
+            if self.rung.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 /// A close request: hard (stop now) or graceful (flush what is staged, then close).
 #[derive(Debug, Default)]
 pub struct CloseSignal {
     closed: AtomicBool,
     notify: Notify,
+    /// The connection's writer task waits here (for new work as well; see [`Outbox`]).
+    writer: Doorbell,
 }
 
 impl CloseSignal {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
+        self.writer.ring();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -103,7 +155,6 @@ struct OutboxState {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
-    wake: Notify,
     /// Set when the connection must end (by the writer, the reader, the relay or shutdown).
     pub close: CloseSignal,
     pub peer: SocketAddr,
@@ -124,7 +175,6 @@ impl Outbox {
                 close_after_flush: false,
                 past: QueueStats::default(),
             }),
-            wake: Notify::new(),
             close: CloseSignal::default(),
             peer,
             connected_at: Instant::now(),
@@ -132,6 +182,11 @@ impl Outbox {
                 .saturating_mul(2)
                 .saturating_add(STAGED_SLACK_BYTES),
         }
+    }
+
+    /// Wakes the writer task (it shares the close signal's doorbell, so one wait covers both).
+    fn wake(&self) {
+        self.close.writer.ring();
     }
 
     fn lock(&self) -> MutexGuard<'_, OutboxState> {
@@ -156,7 +211,7 @@ impl Outbox {
             tracing::warn!(peer = %self.peer, "peer does not read its socket: closing");
             self.close.close();
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Moves every queued media message into `staged` (so it is written before what follows),
@@ -185,7 +240,7 @@ impl Outbox {
         if over {
             self.close.close();
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Starts playing: media pushed from now on goes through `queue` (which may already hold
@@ -196,7 +251,7 @@ impl Outbox {
             st.play_stream_id = stream_id;
             st.queue = Some(queue);
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Stops playing; what is still queued is dropped (the player asked to stop).
@@ -220,7 +275,7 @@ impl Outbox {
             }
         };
         match outcome {
-            PushOutcome::Queued => self.wake.notify_one(),
+            PushOutcome::Queued => self.wake(),
             PushOutcome::Disconnect => self.close.close(),
             PushOutcome::Dropped(_) => {}
         }
@@ -230,7 +285,7 @@ impl Outbox {
     /// Write what is staged, then close.
     pub fn close_after_flush(&self) {
         self.lock().close_after_flush = true;
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Bytes waiting (staged and queued) and the queue's counters, totals over the
@@ -327,16 +382,16 @@ pub async fn run_writer(
         if finish {
             break;
         }
-        let sleep = deadline.map(|at| clock.instant_of(at));
-        tokio::select! {
-            _ = outbox.wake.notified() => {}
-            _ = outbox.close.wait() => break,
-            _ = async {
-                match sleep {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+        // One wait covers new work and close (both ring the doorbell; the loop re-checks the
+        // close flag first); a coalescing deadline adds a timer.
+        match deadline {
+            None => outbox.close.writer.wait().await,
+            Some(at) => {
+                tokio::select! {
+                    _ = outbox.close.writer.wait() => {}
+                    _ = tokio::time::sleep_until(clock.instant_of(at).into()) => {}
                 }
-            } => {}
+            }
         }
     }
     // Half-close so the peer sees a clean end after the last bytes (bounded: a peer that
@@ -361,15 +416,23 @@ async fn write_all_vectored(
                 *slot = IoSlice::new(buf);
                 count += 1;
             }
-            let write = socket.write_vectored(slices.get(..count).unwrap_or(&[]));
-            match tokio::time::timeout(idle, write).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "peer accepted no data within the idle timeout",
-                    ))
+            let slices = slices.get(..count).unwrap_or(&[]);
+            // The socket usually has room: try the write directly (no future, no timer);
+            // only a full socket waits, bounded by `idle`.
+            match socket.try_write_vectored(slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(idle, socket.write_vectored(slices)).await {
+                        Ok(result) => result?,
+                        Err(_) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "peer accepted no data within the idle timeout",
+                            ))
+                        }
+                    }
                 }
+                Err(e) => return Err(e),
             }
         };
         if n == 0 {
