@@ -383,8 +383,6 @@ struct Subscriber {
     /// When its queue next wants writing (coalescing window, or a full socket that should have
     /// drained); `Micros::MAX` when nothing is pending.
     flush_at: Micros,
-    /// Time of the last write to its socket (for play-out at the end).
-    last_arrival: Micros,
     /// How long the path takes to send a full socket buffer (the backlog cannot reach
     /// [`SOCKET_SEND_BUFFER_BYTES`] while the server is busy for less than this).
     socket_buffer_time: Micros,
@@ -406,6 +404,11 @@ pub struct Engine {
     publisher: Publisher,
     publisher_done: bool,
     msgs: Vec<Msg>,
+    /// Per message, `captured − (pts − dts)` in µs: a frame played at `at` (by the player's
+    /// clock, which runs on dts) has glass-to-glass `max(0, at − origin)`. `i64::MAX` for
+    /// messages without a record (headers). A compact copy of what every player's every
+    /// played frame needs.
+    play_origin: Vec<i64>,
     records: Vec<FrameRecord>,
     /// Next message to arrive at the server.
     next_arrival: usize,
@@ -475,7 +478,6 @@ impl Engine {
                 player: Player::new(&s.player),
                 disconnected: false,
                 flush_at: Micros::MAX,
-                last_arrival: Micros::ZERO,
                 socket_buffer_time: Micros::ZERO,
                 rebuffers_seen: 0,
                 rebuffer_time_seen: Micros::ZERO,
@@ -507,6 +509,7 @@ impl Engine {
             publisher,
             publisher_done: false,
             msgs: Vec::new(),
+            play_origin: Vec::new(),
             records: Vec::new(),
             next_arrival: 0,
             gop: GopCache::new(s.server.gop_cache, s.server.gop_cache_max_bytes),
@@ -549,10 +552,15 @@ impl Engine {
                 Some((mut msg, rec)) => {
                     msg.wire_down =
                         wire_bytes(msg.info.kind, msg.info.size_bytes, self.s.server.chunk_size);
-                    if let Some(rec) = rec {
+                    let origin = if let Some(rec) = rec {
                         msg.record = self.records.len() as u32;
                         self.records.push(rec);
-                    }
+                        let cts = msg.pts.saturating_sub(msg.info.timestamp);
+                        msg.captured.0 as i64 - cts.0 as i64
+                    } else {
+                        i64::MAX
+                    };
+                    self.play_origin.push(origin);
                     self.msgs.push(msg);
                 }
                 None => self.publisher_done = true,
@@ -707,7 +715,7 @@ impl Engine {
     /// Player `p`'s flushes due by `until`, in time order (`next`: when the server has its next
     /// message, as in [`Engine::try_flush`]).
     fn run_flushes(&mut self, p: usize, until: Micros, next: Option<Micros>) {
-        while self.subs[p].flush_at <= until {
+        while self.subs[p].flush_at <= until && self.subs[p].flush_at != Micros::MAX {
             let at = self.subs[p].flush_at;
             self.subs[p].flush_at = Micros::MAX;
             self.now = self.now.max(at);
@@ -859,7 +867,6 @@ impl Engine {
         let msg = &self.msgs[id as usize];
         let sub = &mut self.subs[p];
         self.audience.egress_bytes += wire as u64;
-        sub.last_arrival = sub.last_arrival.max(delivered_at);
         if msg.record == NO_RECORD {
             return;
         }
@@ -869,15 +876,15 @@ impl Engine {
         let ts = msg.info.timestamp;
         if p != 0 {
             // Everyone but the probe: only the audience statistics.
-            let msgs = &self.msgs;
+            let origins = &self.play_origin;
             let g2g = &mut self.g2g_hist;
             sub.player
                 .on_arrival_with(delivered_at, id, ts, &mut |id, outcome| {
                     if let PlayOutcome::Played { at } = outcome {
-                        let m = &msgs[id as usize];
-                        if m.record != NO_RECORD {
-                            let shown = at + m.pts.saturating_sub(m.info.timestamp);
-                            g2g.record_us(shown.saturating_sub(m.captured).0);
+                        let origin = origins.get(id as usize).copied().unwrap_or(i64::MAX);
+                        if origin != i64::MAX {
+                            // = (at + pts − dts) − captured, floored at 0, as for the probe.
+                            g2g.record_us((at.0 as i64).saturating_sub(origin).max(0) as u64);
                         }
                     }
                 });
@@ -964,7 +971,8 @@ impl Engine {
 
     fn finish(&mut self) {
         for p in 0..self.subs.len() {
-            let end = self.subs[p].last_arrival.max(self.now);
+            // (The last arrival at the player is its downlink's last delivery.)
+            let end = self.subs[p].downlink.last_delivery().max(self.now);
             self.play_out.clear();
             let sub = &mut self.subs[p];
             sub.player.finish(end, &mut self.play_out);

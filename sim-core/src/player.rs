@@ -212,7 +212,7 @@ impl<T: Copy> Ring<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_back(&mut self, v: T) {
         if self.len == self.slots.len() {
             self.grow(v);
@@ -344,6 +344,8 @@ pub struct Player<Id> {
     ts_offset: i128,
     catch_up_since: Option<Micros>,
     stats: PlayerStats,
+    /// Tests: never take the steady-playback shortcut (to check it against the general path).
+    general_only: bool,
 }
 
 impl<Id: Copy> Player<Id> {
@@ -379,6 +381,7 @@ impl<Id: Copy> Player<Id> {
             ts_offset: 0,
             catch_up_since: None,
             stats: PlayerStats::default(),
+            general_only: false,
         }
     }
 
@@ -414,11 +417,57 @@ impl<Id: Copy> Player<Id> {
             out(id, PlayOutcome::Skipped { at });
             return;
         }
+        // Steady playback (the common case), step for step what the general path below does
+        // then: no timestamp re-basing, a 1.0× clock, no catch-up, and frames still buffered
+        // after those due have been decided.
+        if self.phase == Phase::Playing
+            && !self.general_only
+            && !self.clock.fast
+            && self.catch_up.is_none()
+            && self.ts_offset == 0
+            && self
+                .prev_raw_ts
+                .is_some_and(|p| p.saturating_sub(media_ts) <= TIMESTAMP_RESET)
+        {
+            let ts = media_ts;
+            self.prev_raw_ts = Some(ts);
+            self.prev_ts = ts;
+            self.prev_arrival = now;
+            self.decide_until(now, out);
+            if self.buf.is_empty() {
+                return self.arrive_rest(now, id, ts, true, out);
+            }
+            self.buf.push_back(Pending {
+                id,
+                ts,
+                arrival: now,
+            });
+            let newest = self.newest_ts.map_or(ts, |n| n.max(ts));
+            self.newest_ts = Some(newest);
+            let level = newest.saturating_sub(self.position_on(self.clock, now));
+            if level > self.stats.max_buffer {
+                self.stats.max_buffer = level;
+            }
+            return;
+        }
         let ts = self.rebase(now, media_ts);
         if self.phase == Phase::Playing {
             self.advance(now, out);
         }
         let ran_dry = self.buf.is_empty();
+        self.arrive_rest(now, id, ts, ran_dry, out);
+    }
+
+    /// The rest of [`Player::on_arrival_with`] once the frame's timestamp is re-based and the
+    /// frames due have been decided: buffer it, then start, stall or resume.
+    fn arrive_rest(
+        &mut self,
+        now: Micros,
+        id: Id,
+        ts: Micros,
+        ran_dry: bool,
+        out: &mut impl FnMut(Id, PlayOutcome),
+    ) {
         self.buf.push_back(Pending {
             id,
             ts,
@@ -469,6 +518,12 @@ impl<Id: Copy> Player<Id> {
     /// arrivals are [`PlayOutcome::Skipped`].
     pub fn finish(&mut self, now: Micros, out: &mut Vec<(Id, PlayOutcome)>) {
         self.finish_with(now, &mut |id, o| out.push((id, o)));
+    }
+
+    /// Tests: always take the general path.
+    #[cfg(test)]
+    pub(crate) fn general_only(&mut self) {
+        self.general_only = true;
     }
 
     /// [`Player::finish`] handing each decided frame to `out`.
@@ -777,6 +832,27 @@ mod tests {
 
     /// Feeds `(arrival, ts)` pairs (id = index), finishes at the last arrival, returns the play
     /// time of every frame by id.
+    #[test]
+    fn ring_keeps_order_across_growth_and_wrap() {
+        let mut r = Ring::new();
+        let mut expect = std::collections::VecDeque::new();
+        let mut next = 0u32;
+        for round in 0..50 {
+            for _ in 0..(round * 7 % 90) {
+                r.push_back(next);
+                expect.push_back(next);
+                next += 1;
+            }
+            for _ in 0..(round * 5 % 70) {
+                assert_eq!(r.front().copied(), expect.front().copied());
+                r.pop_front();
+                expect.pop_front();
+            }
+            assert_eq!(r.len(), expect.len());
+            assert_eq!(r.is_empty(), expect.is_empty());
+        }
+    }
+
     fn run(p: &mut Player<usize>, frames: &[(Micros, Micros)]) -> Vec<PlayOutcome> {
         let mut out = Vec::new();
         for (i, &(at, ts)) in frames.iter().enumerate() {
@@ -1029,6 +1105,39 @@ mod tests {
     }
 
     proptest! {
+        /// The steady-playback shortcut decides exactly what the general path decides, with
+        /// the same statistics and buffer levels, whatever the arrivals (gaps, stalls,
+        /// timestamps going back and resets, catch-up on or off).
+        #[test]
+        fn steady_shortcut_equals_the_general_path(
+            steps in proptest::collection::vec((0u64..120, -30i64..80, 0u8..20), 1..400),
+            startup_ms in 0.0f64..2000.0,
+            rebuffer_ms in 0.0f64..2000.0,
+            decode_ms in 0.0f64..50.0,
+            catch_up in any::<bool>(),
+        ) {
+            let mut c = cfg(startup_ms, rebuffer_ms, decode_ms);
+            c.catch_up.enabled = catch_up;
+            let mut fast = Player::new(&c);
+            let mut general = Player::new(&c);
+            general.general_only();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut now, mut ts) = (0u64, 0i64);
+            for (i, (dnow, dts, glitch)) in steps.into_iter().enumerate() {
+                now += dnow * 1000;
+                ts = if glitch == 0 { (ts - 5_000_000).max(0) } else { (ts + dts * 1000).max(0) };
+                fast.on_arrival(Micros(now), i, Micros(ts as u64), &mut a);
+                general.on_arrival(Micros(now), i, Micros(ts as u64), &mut b);
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(fast.stats(), general.stats());
+                prop_assert_eq!(fast.buffer_level(Micros(now + 7_000)), general.buffer_level(Micros(now + 7_000)));
+            }
+            fast.finish(Micros(now), &mut a);
+            general.finish(Micros(now), &mut b);
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(fast.stats(), general.stats());
+        }
+
         /// Every frame is decided exactly once; outcome times never go back; a frame is shown
         /// no earlier than it arrived + decode_ms.
         #[test]

@@ -7,6 +7,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench_peers;
 mod notebooks;
 mod web;
 
@@ -37,6 +38,13 @@ Commands:
               binaryen (npm) when missing. Prints the wasm size.
   test-web    Only the browser steps of `test` (wasm-bindgen-test, the end-to-end test).
   bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
+  bench-peers [--quick] [--points 100,500,1000,2000] [--duration S] [--write-coalescing-ms MS]
+              rtmp-lab serve side by side with nginx-rtmp (worker_processes 1), each pinned
+              to core 0 and driven by `rtmp-lab bench` pinned to core 1: server CPU, CPU per
+              Gb/s, RSS, delivered Mb/s, latency, first frame, kept up, generator CPU; the
+              iperf3 floor at our average write size. Installs nginx, libnginx-mod-rtmp,
+              iperf3 (apt) when missing; makes the 720p30 clip once with ffmpeg. Results in
+              target/bench-peers/ (latest.json, latest.md).
   notebooks   Executes every notebooks/*.ipynb headlessly (nbclient) against the debug
               rtmp-lab (RTMP_LAB_BIN), in a venv at target/notebooks-venv (pip install only
               when notebooks/requirements.txt changed); executed copies go to
@@ -53,6 +61,7 @@ fn main() -> ExitCode {
         Some("build-web") => web::build_web(),
         Some("test-web") => web::test_wasm_in_browser().and_then(|()| web::test_e2e_browser()),
         Some("bench") => bench(&args[1..]),
+        Some("bench-peers") => bench_peers::bench_peers(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("notebooks") => notebooks::run_notebooks(),
         Some("help") | Some("--help") | Some("-h") | None => {

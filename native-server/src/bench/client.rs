@@ -61,10 +61,9 @@ impl RtmpUrl {
                 .map_err(|_| anyhow!("{url:?}: bad port {p:?}"))?,
             None => 1935,
         };
-        let (app, key) = path
-            .trim_end_matches('/')
-            .rsplit_once('/')
-            .ok_or_else(|| anyhow!("{url:?}: expected /APP/KEY (e.g. rtmp://127.0.0.1/live/test)"))?;
+        let (app, key) = path.trim_end_matches('/').rsplit_once('/').ok_or_else(|| {
+            anyhow!("{url:?}: expected /APP/KEY (e.g. rtmp://127.0.0.1/live/test)")
+        })?;
         if host.is_empty() || app.is_empty() || key.is_empty() {
             bail!("{url:?}: host, app and key must not be empty");
         }
@@ -166,7 +165,14 @@ impl Connection {
 
     /// `createStream` (transaction `tid`); returns the message stream id.
     pub fn create_stream(&mut self, tid: f64) -> Result<u32> {
-        self.command(0, &[Value::string("createStream"), Value::Number(tid), Value::Null])?;
+        self.command(
+            0,
+            &[
+                Value::string("createStream"),
+                Value::Number(tid),
+                Value::Null,
+            ],
+        )?;
         let args = self.wait_result(tid, "createStream")?;
         args.first()
             .and_then(Value::as_f64)
@@ -310,13 +316,9 @@ impl Connection {
     /// Window Acknowledgement Size and Ping Request, queued on the writer.
     fn on_control(&mut self, type_id: u8, payload: &[u8]) {
         if let Some(reply) = control_reply(type_id, payload, &mut self.ack_window) {
-            let _ = self.writer.write(
-                CSID_PROTOCOL_CONTROL,
-                0,
-                type_id::USER_CONTROL,
-                0,
-                &reply,
-            );
+            let _ = self
+                .writer
+                .write(CSID_PROTOCOL_CONTROL, 0, type_id::USER_CONTROL, 0, &reply);
         }
     }
 
@@ -359,7 +361,12 @@ pub fn control_reply(type_id: u8, payload: &[u8], ack_window: &mut Option<u32>) 
 
 /// Appends an Acknowledgement (chunked) to `out` when a window's worth of bytes arrived since
 /// the last one.
-pub fn acknowledge(scanner: &ChunkScanner, window: Option<u32>, acked: &mut u64, out: &mut BytesMut) {
+pub fn acknowledge(
+    scanner: &ChunkScanner,
+    window: Option<u32>,
+    acked: &mut u64,
+    out: &mut BytesMut,
+) {
     let Some(window) = window else {
         return;
     };
@@ -429,10 +436,18 @@ mod tests {
         );
         assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/live");
         let u = RtmpUrl::parse("rtmp://example.org/app/inst/key").unwrap();
-        assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1935, "app/inst", "key"));
+        assert_eq!(
+            (u.port, u.app.as_str(), u.key.as_str()),
+            (1935, "app/inst", "key")
+        );
         let u = RtmpUrl::parse("rtmp://[::1]:1937/live/k").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 1937));
-        for bad in ["http://x/live/k", "rtmp://host", "rtmp://host/live", "rtmp://h:x/a/k"] {
+        for bad in [
+            "http://x/live/k",
+            "rtmp://host",
+            "rtmp://host/live",
+            "rtmp://h:x/a/k",
+        ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
         }
     }

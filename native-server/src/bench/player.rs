@@ -223,7 +223,12 @@ impl PlayerConn {
                 }
             },
         })?;
-        acknowledge(&self.scanner, self.ack_window, &mut self.acked, &mut self.out);
+        acknowledge(
+            &self.scanner,
+            self.ack_window,
+            &mut self.acked,
+            &mut self.out,
+        );
         if !self.out.is_empty() {
             // A few bytes on a socket whose send buffer is empty: never blocks in practice;
             // if it would, they are dropped (an ack is informational, a late pong harmless).
@@ -305,7 +310,8 @@ impl Worker {
             u64: id,
         };
         // SAFETY: valid epoll and socket descriptors, `ev` lives across the call.
-        let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error()).context("epoll_ctl(ADD)");
         }
@@ -397,7 +403,12 @@ fn run(
         }
         // SAFETY: `events` has MAX_EVENTS entries; the kernel writes at most that many.
         let n = unsafe {
-            libc::epoll_wait(epfd, events.as_mut_ptr(), MAX_EVENTS as i32, POLL_TIMEOUT_MS)
+            libc::epoll_wait(
+                epfd,
+                events.as_mut_ptr(),
+                MAX_EVENTS as i32,
+                POLL_TIMEOUT_MS,
+            )
         };
         if n < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
@@ -452,7 +463,12 @@ fn run(
                     // SAFETY: removing a descriptor we registered; the event pointer may be
                     // null for EPOLL_CTL_DEL.
                     unsafe {
-                        libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, p.socket.as_raw_fd(), std::ptr::null_mut());
+                        libc::epoll_ctl(
+                            epfd,
+                            libc::EPOLL_CTL_DEL,
+                            p.socket.as_raw_fd(),
+                            std::ptr::null_mut(),
+                        );
                     }
                     p.stats.ended.get_or_insert(why);
                     finished.push(p.stats);

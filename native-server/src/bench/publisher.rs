@@ -52,8 +52,8 @@ impl Publisher {
     /// `NetStream.Publish.Start`).
     pub fn connect(url: &RtmpUrl, chunk_size: u32) -> Result<Publisher> {
         let addr = url.socket_addr()?;
-        let mut conn = Connection::open(addr, std::time::Duration::from_secs(10))
-            .context("publisher")?;
+        let mut conn =
+            Connection::open(addr, std::time::Duration::from_secs(10)).context("publisher")?;
         conn.writer
             .set_chunk_size(chunk_size)
             .map_err(|e| anyhow!("--chunk-size: {e}"))?;
@@ -95,7 +95,12 @@ impl Publisher {
         report
     }
 
-    fn send_all(&mut self, clip: &Clip, shared: &Shared, report: &mut PublisherReport) -> Result<()> {
+    fn send_all(
+        &mut self,
+        clip: &Clip,
+        shared: &Shared,
+        report: &mut PublisherReport,
+    ) -> Result<()> {
         set_timer_slack_ns(1_000);
         let clock = shared.clock;
         let sid = self.stream_id;

@@ -618,15 +618,9 @@ mod tests {
         );
         assert_eq!(classify_video(&[0x17, 2]), VideoKind::Other);
         assert_eq!(classify_video(&[0x52, 0]), VideoKind::Other);
-        assert_eq!(
-            classify_video(&[0x12]),
-            VideoKind::Frame { keyframe: true }
-        );
+        assert_eq!(classify_video(&[0x12]), VideoKind::Frame { keyframe: true });
         assert_eq!(classify_video(&[0x90]), VideoKind::SequenceHeader);
-        assert_eq!(
-            classify_video(&[0x91]),
-            VideoKind::Frame { keyframe: true }
-        );
+        assert_eq!(classify_video(&[0x91]), VideoKind::Frame { keyframe: true });
         assert_eq!(
             classify_video(&[0xA3]),
             VideoKind::Frame { keyframe: false }

@@ -27,10 +27,14 @@ impl Tag {
     /// Sequence headers go out once, before the first loop.
     pub fn is_sequence_header(&self) -> bool {
         match self.type_id {
-            9 => classify_video(self.payload.get(..2).unwrap_or(&self.payload))
-                == VideoKind::SequenceHeader,
+            9 => {
+                classify_video(self.payload.get(..2).unwrap_or(&self.payload))
+                    == VideoKind::SequenceHeader
+            }
             // AAC (sound format 10) with packet type 0.
-            _ => self.payload.first().map(|b| b >> 4) == Some(10) && self.payload.get(1) == Some(&0),
+            _ => {
+                self.payload.first().map(|b| b >> 4) == Some(10) && self.payload.get(1) == Some(&0)
+            }
         }
     }
 }
@@ -52,7 +56,8 @@ impl Clip {
     /// Reads every audio, video and script tag of an FLV file (loaded whole: a benchmark clip
     /// is tens of MB at most).
     pub fn from_flv(path: &Path) -> Result<Clip> {
-        let data = std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
+        let data =
+            std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
         Self::parse_flv(&data, &path.display().to_string())
             .with_context(|| format!("in FLV file {}", path.display()))
     }
@@ -214,7 +219,10 @@ impl Clip {
                 ("audiosamplesize".into(), Value::Number(16.0)),
                 ("stereo".into(), Value::Boolean(true)),
                 ("audiocodecid".into(), Value::Number(10.0)),
-                ("encoder".into(), Value::string("rtmp-lab bench (synthetic)")),
+                (
+                    "encoder".into(),
+                    Value::string("rtmp-lab bench (synthetic)"),
+                ),
             ]),
         ]);
         Ok(Clip {

@@ -144,6 +144,23 @@ pub fn self_cpu_s() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Run-queue wait of this process's threads so far, seconds (`/proc/self/task/*/schedstat`).
+pub fn self_sched_wait_s() -> f64 {
+    tasks_sched_wait_s("/proc/self/task")
+}
+
+fn tasks_sched_wait_s(dir: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
+}
+
 /// The fields of a `/proc/.../stat` line after the `(comm)`: index 0 is the state, 1 the
 /// parent pid, 11 utime and 12 stime (in clock ticks).
 fn stat_fields(text: &str) -> Option<Vec<&str>> {
@@ -176,7 +193,11 @@ pub fn self_thread_ticks() -> HashMap<u32, (String, u64)> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(v) = read_stat_ticks(&entry.path().join("stat")) {
@@ -208,14 +229,18 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut parent_of: Vec<(u32, u32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if let Some(ppid) = stat_fields(&text)
-                .and_then(|f| f.get(1).and_then(|s| s.parse::<u32>().ok()))
+            if let Some(ppid) =
+                stat_fields(&text).and_then(|f| f.get(1).and_then(|s| s.parse::<u32>().ok()))
             {
                 parent_of.push((p, ppid));
             }
@@ -273,19 +298,7 @@ impl ServerProbe {
                 s.cpu_s += (user + system) as f64 / hz;
                 s.user_s += user as f64 / hz;
             }
-            if let Ok(dir) = std::fs::read_dir(format!("{base}/task")) {
-                for entry in dir.flatten() {
-                    let text =
-                        std::fs::read_to_string(entry.path().join("schedstat")).unwrap_or_default();
-                    if let Some(wait_ns) = text
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<u64>().ok())
-                    {
-                        s.sched_wait_s += wait_ns as f64 / 1e9;
-                    }
-                }
-            }
+            s.sched_wait_s += tasks_sched_wait_s(&format!("{base}/task"));
             let io = std::fs::read_to_string(format!("{base}/io")).unwrap_or_default();
             for line in io.lines() {
                 let mut parts = line.split(':');

@@ -212,7 +212,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     };
 
     // 1. The simulation.
-    let simulated = Engine::run(&s);
+    let simulated = simulate(&s)?;
     let sim_t0 = simulated.startup.publisher.total;
 
     // 2. The link.
@@ -489,6 +489,21 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     })
 }
 
+/// Longest the simulation may take (one hour of 1080p60 takes well under a second).
+pub const SIMULATION_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs the simulator in slices, bounded by [`SIMULATION_TIME_LIMIT`].
+pub fn simulate(s: &Scenario) -> Result<Trace> {
+    let start = Instant::now();
+    let mut engine = Engine::new(s);
+    while !engine.step(100_000).done {
+        if start.elapsed() > SIMULATION_TIME_LIMIT {
+            bail!("the simulation did not finish within {SIMULATION_TIME_LIMIT:?}");
+        }
+    }
+    Ok(engine.into_trace())
+}
+
 struct InProcess {
     relay: Arc<crate::serve::relay::Relay>,
     collector: tokio::task::JoinHandle<Vec<Arrival>>,
@@ -557,4 +572,71 @@ pub async fn resolve(url: &RtmpUrl) -> Result<SocketAddr> {
         .with_context(|| format!("while resolving {}", url.host))?
         .next()
         .ok_or_else(|| anyhow!("{} has no address", url.host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim_core::server::MediaKind;
+
+    #[test]
+    fn join_time_is_pulled_into_the_run() {
+        let mut s = sim_core::scenario::preset("lan").unwrap();
+        s.duration_s = 8.0;
+        s.players.join_spread_s = 2.0;
+        let notes = prepare_scenario(&mut s, Some(3), None);
+        assert_eq!(s.players.count, 3);
+        assert!((s.players.join_at_s + s.players.join_spread_s - 2.0).abs() < 1e-9);
+        assert_eq!(notes.len(), 1);
+        let mut s = sim_core::scenario::preset("lan").unwrap();
+        assert!(prepare_scenario(&mut s, None, None).is_empty(), "5 s of 60 s fits");
+        prepare_scenario(&mut s, None, Some(7.5));
+        assert_eq!(s.players.join_at_s, 7.5);
+    }
+
+    /// The whole pipeline in-process: replay over loopback to the in-process server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_over_loopback_measures_every_frame() {
+        let mut s = sim_core::scenario::preset("low-latency").unwrap();
+        s.duration_s = 2.0;
+        prepare_scenario(&mut s, Some(2), None);
+        let o = run(Options {
+            scenario: s,
+            url: None,
+            publisher: ExperimentPublisher::Replay,
+            link: LinkChoice::Loopback,
+            ffmpeg: "ffmpeg".into(),
+            drain: Duration::from_secs(2),
+        })
+        .await
+        .expect("experiment");
+        assert_eq!(o.info.link, link::LOOPBACK_LABEL);
+        assert_eq!(o.measured.source, "measured");
+        let sent = o.simulated.frames.iter().filter(|f| f.sent_us.is_some()).count();
+        assert_eq!(o.measured.frames.len(), sent, "every simulated frame was sent");
+        let video: Vec<_> = o
+            .measured
+            .frames
+            .iter()
+            .filter(|f| f.kind == MediaKind::Video)
+            .collect();
+        // No GOP cache in low-latency: the probe starts at the keyframe after its join.
+        let arrived = video.iter().filter(|f| f.player_arrival_us.is_some()).count();
+        assert!(arrived * 2 >= video.len(), "{arrived} of {}", video.len());
+        for f in &video {
+            assert!(f.server_arrival_us.is_some(), "the tap saw every frame");
+            if let (Some(a), Some(b)) = (f.sent_us, f.server_arrival_us) {
+                assert!(b >= a, "arrival after sending");
+            }
+        }
+        assert_eq!(o.measured.audience.players, 2);
+        assert!(o.info.probe_errors.is_empty(), "{:?}", o.info.probe_errors);
+        assert!(o
+            .comparison
+            .stages
+            .iter()
+            .any(|st| st.stage == sim_core::trace::Stage::Delivery && st.matched_frames > 0));
+        let table = report::table(&o);
+        assert!(table.contains("loopback (no impairment)"), "{table}");
+    }
 }

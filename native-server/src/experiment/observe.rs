@@ -21,9 +21,10 @@
 //! steps. With `--api URL` of an `rtmp-lab serve` that receives the stream, the server's
 //! ingest record (`/api/streams/{app}/{key}`, polled every few seconds) gives each frame's
 //! arrival at the server: `arrival_us` is µs since the publish started, and the publish start
-//! is placed on this process's clock as (the request's midpoint − the API's `uptime_s`) — the
-//! same monotonic clock when both run on one machine, so the server → player span is exact to
-//! about the HTTP round trip (well under a millisecond on loopback).
+//! is placed on this process's clock as the latest (request written − the API's `uptime_s`)
+//! over the polls — the server reads its uptime after the request left, so this bound is late
+//! by at most the request's one-way trip; on one machine both use the same monotonic clock,
+//! so the server → player span is exact to a fraction of a millisecond on loopback.
 //!
 //! The measured trace's time 0 is the publish start (from the API) minus the simulated publish
 //! set-up, or, without the API, the earliest "arrival − timestamp" of any frame minus the same,
@@ -35,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use lab_api::{FrameClass, FrameKind, StreamDetail};
-use sim_core::engine::Engine;
 use sim_core::rate_control::RateControlMode;
 use sim_core::rtmp::{self, SessionKind};
 use sim_core::scenario::Scenario;
@@ -47,7 +47,7 @@ use tokio::sync::watch;
 
 use super::client::RtmpUrl;
 use super::link::Link;
-use super::measure::{since, snap};
+use super::measure::{grid_phase, since, snap};
 use super::probe::{self, ProbeReport};
 use super::{Outcome, RunInfo};
 
@@ -73,7 +73,7 @@ pub struct ObserveOptions {
 
 /// One poll of the API.
 struct ApiSample {
-    /// The request's midpoint.
+    /// When the request was written.
     at: Instant,
     detail: StreamDetail,
 }
@@ -160,7 +160,7 @@ pub async fn run(opts: ObserveOptions) -> Result<Outcome> {
          cannot be compared"
             .into(),
     );
-    let simulated = Engine::run(&scenario);
+    let simulated = super::simulate(&scenario)?;
     let measured = measured_trace(&scenario, &simulated, &report, &samples);
     let comparison = compare(&simulated, &measured);
     Ok(Outcome {
@@ -187,8 +187,10 @@ fn standard_fps(fps: f64) -> f64 {
     STANDARD
         .iter()
         .copied()
-        .find(|s| (fps / s - 1.0).abs() < 0.01)
-        .unwrap_or(fps)
+        .map(|s| (s, (fps / s - 1.0).abs()))
+        .filter(|(_, rel)| *rel < 0.01)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(fps, |(s, _)| s)
 }
 
 /// The scenario the recorded stream implies (see the module docs); and notes on each guess.
@@ -360,7 +362,10 @@ fn server_arrivals(samples: &[ApiSample]) -> (Option<Instant>, HashMap<(MediaKin
     let mut publish_start = None;
     for s in samples {
         if let Some(p) = &s.detail.summary.publisher {
-            publish_start = s.at.checked_sub(Duration::from_secs_f64(p.uptime_s.max(0.0)));
+            // The server read its uptime after our request left: the publish started no
+            // earlier than (request sent − uptime); the latest such bound is the tightest.
+            let bound = s.at.checked_sub(Duration::from_secs_f64(p.uptime_s.max(0.0)));
+            publish_start = publish_start.max(bound);
         }
         for f in &s.detail.frames {
             if !matches!(f.frame_type, FrameClass::Key | FrameClass::Inter) {
@@ -389,16 +394,30 @@ fn measured_trace(s: &Scenario, sim: &Trace, r: &ProbeReport, samples: &[ApiSamp
     let video_period = 1e6 / s.encoder.fps;
     let audio_period =
         f64::from(s.audio.samples_per_frame) * 1e6 / f64::from(s.audio.sample_rate_hz.max(1));
+    let period = |kind: MediaKind| match kind {
+        MediaKind::Video => video_period,
+        _ => audio_period,
+    };
+    let phases = [MediaKind::Video, MediaKind::Audio].map(|kind| {
+        grid_phase(
+            r.frames
+                .iter()
+                .filter(|f| f.coded && f.kind == kind)
+                .map(|f| Micros::from_ms(u64::from(f.timestamp_ms))),
+            period(kind),
+        )
+    });
+    let on_grid = |ms: u64, kind: MediaKind, slot: usize| {
+        let shifted = (Micros::from_ms(ms).0 as f64 - phases[slot]).round().max(0.0) as u64;
+        snap(Micros(shifted), period(kind))
+    };
     let mut counters = [0u64; 2];
     let mut frames = Vec::new();
     for f in r.frames.iter().filter(|f| f.coded) {
-        let (slot, period) = match f.kind {
-            MediaKind::Video => (0, video_period),
-            _ => (1, audio_period),
-        };
+        let slot = usize::from(f.kind != MediaKind::Video);
         let index = counters[slot];
         counters[slot] += 1;
-        let dts = snap(Micros::from_ms(u64::from(f.timestamp_ms)), period);
+        let dts = on_grid(u64::from(f.timestamp_ms), f.kind, slot);
         let pts_ms = (i64::from(f.timestamp_ms) + i64::from(f.composition_ms)).max(0) as u64;
         let server_arrival = publish_start.and_then(|p| {
             server
@@ -412,7 +431,7 @@ fn measured_trace(s: &Scenario, sim: &Trace, r: &ProbeReport, samples: &[ApiSamp
             keyframe: f.keyframe,
             size_bytes: f.size_bytes,
             dts_us: dts,
-            pts_us: snap(Micros::from_ms(pts_ms), period),
+            pts_us: on_grid(pts_ms, f.kind, slot),
             captured_us: None,
             capture_done_us: None,
             encoded_us: None,
@@ -427,11 +446,15 @@ fn measured_trace(s: &Scenario, sim: &Trace, r: &ProbeReport, samples: &[ApiSamp
         });
     }
     let zero_breakdown = super::client::SetupTimes::default().breakdown();
+    // The stream time recorded (rates are over it).
+    let first = frames.iter().map(|f| f.dts_us).min().unwrap_or(Micros::ZERO);
+    let last = frames.iter().map(|f| f.dts_us).max().unwrap_or(Micros::ZERO);
+    let recorded = Micros((last.0 - first.0).max(1) + (video_period as u64).max(1));
     Trace {
         scenario: s.name.clone(),
         seed: s.seed,
         source: "measured".into(),
-        duration_us: Micros::from_secs_f64(s.duration_s),
+        duration_us: recorded,
         frames,
         startup: Startup {
             publisher: zero_breakdown,
@@ -488,8 +511,7 @@ async fn fetch_detail(api: &str, url: &RtmpUrl) -> Result<ApiSample> {
     .await
     .map_err(|_| anyhow!("GET {api}{path}: timed out"))?
     .with_context(|| format!("GET {api}{path}"))?;
-    let received = Instant::now();
-    let at = sent + received.saturating_duration_since(sent) / 2;
+    let at = sent;
     let body = http_body(&response).with_context(|| format!("GET {api}{path}"))?;
     let detail: StreamDetail =
         serde_json::from_slice(&body).with_context(|| format!("GET {api}{path}: not JSON"))?;
@@ -542,6 +564,7 @@ mod tests {
     #[test]
     fn frame_rates_snap_to_standard_ones() {
         assert_eq!(standard_fps(29.9), 30000.0 / 1001.0);
+        assert_eq!(standard_fps(30.0), 30.0);
         assert_eq!(standard_fps(30.2), 30.0);
         assert_eq!(standard_fps(45.0), 45.0);
     }

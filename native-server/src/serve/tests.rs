@@ -557,3 +557,49 @@ async fn fan_out_cost() {
         frames[1].len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_tap_reports_each_media_message_as_it_arrives() {
+    let settings = Settings {
+        rtmp: "127.0.0.1:0".parse().expect("addr"),
+        http: "127.0.0.1:0".parse().expect("addr"),
+        ..Settings::default()
+    };
+    let server = super::bind(settings).await.expect("bind");
+    let relay = server.relay();
+    let mut tap = relay.tap_arrivals(1024).expect("the first tap");
+    assert!(relay.tap_arrivals(1).is_none(), "there is one tap");
+    let rtmp = server.rtmp_addr;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    use sim_core::server::MediaKind;
+    let before = std::time::Instant::now();
+    let mut publisher = Client::publisher(rtmp, "live", "tap").await;
+    publisher.send_headers().await;
+    publisher.send_frames(0, 5).await;
+    let mut got = Vec::new();
+    while got.len() < 12 {
+        let a = tokio::time::timeout(WAIT, tap.recv())
+            .await
+            .expect("an arrival in time")
+            .expect("the tap stays open");
+        got.push(a);
+    }
+    let after = std::time::Instant::now();
+    // Metadata is not media; the two sequence headers are flagged.
+    assert!(got[0].sequence_header && got[0].kind == MediaKind::Video);
+    assert!(got[1].sequence_header && got[1].kind == MediaKind::Audio);
+    for (i, pair) in got[2..].chunks(2).enumerate() {
+        let ts = i as u32 * FRAME_MS;
+        assert_eq!((pair[0].kind, pair[0].timestamp_ms), (MediaKind::Video, ts));
+        assert_eq!((pair[1].kind, pair[1].timestamp_ms), (MediaKind::Audio, ts));
+        assert_eq!(pair[0].payload_bytes as usize, video_frame(i as u32).len());
+        assert!(!pair[0].sequence_header && !pair[1].sequence_header);
+    }
+    assert!(got.windows(2).all(|w| w[0].at <= w[1].at));
+    assert!(got[0].at >= before && got[11].at <= after);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
