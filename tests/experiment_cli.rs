@@ -43,8 +43,8 @@ fn run_bounded(args: &[&str], limit: Duration) -> (bool, String, String) {
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{} missing: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} missing: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -117,8 +117,16 @@ fn check_outputs(out_dir: &Path, stdout: &str, min_video_arrived: f64) -> Value 
         stdout.contains("link:      loopback (no impairment)"),
         "table header names the link:\n{stdout}"
     );
-    for needle in ["send→arrival", "start-up, ms", "play → Play.Start", "video frames at probe 0"] {
-        assert!(stdout.contains(needle), "{needle:?} missing from:\n{stdout}");
+    for needle in [
+        "send→arrival",
+        "start-up, ms",
+        "play → Play.Start",
+        "video frames at probe 0",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
     }
     let sim = read_json(&out_dir.join("sim.json"));
     assert_trace_shape(&sim, "simulated");
@@ -174,7 +182,10 @@ fn check_outputs(out_dir: &Path, stdout: &str, min_video_arrived: f64) -> Value 
             e["simulated_ms"].as_f64().unwrap(),
             e["measured_ms"].as_f64().unwrap(),
         );
-        assert!((s - m - err).abs() < 1e-6, "error = simulated − measured: {e}");
+        assert!(
+            (s - m - err).abs() < 1e-6,
+            "error = simulated − measured: {e}"
+        );
     }
     let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("loopback (no impairment)"));
@@ -242,15 +253,24 @@ fn ffmpeg_publisher_over_loopback() {
     let measured = check_outputs(&out, &stdout, 0.5);
     let video = video_frames(&measured);
     // 5 s at 30 fps of real x264 output, types read from the slice headers.
-    assert!((145..=151).contains(&video.len()), "{} video frames", video.len());
-    assert!(video.iter().any(|f| f["frame_type"] == "i" && f["keyframe"] == true));
+    assert!(
+        (145..=151).contains(&video.len()),
+        "{} video frames",
+        video.len()
+    );
+    assert!(video
+        .iter()
+        .any(|f| f["frame_type"] == "i" && f["keyframe"] == true));
     assert!(video.iter().any(|f| f["frame_type"] == "p"));
     let encode: Vec<f64> = video
         .iter()
         .filter_map(|f| ms(f, "captured_us", "encoded_us"))
         .collect();
     let p50 = median(encode);
-    assert!((0.0..1000.0).contains(&p50), "capture → encoder output p50 {p50} ms");
+    assert!(
+        (0.0..1000.0).contains(&p50),
+        "capture → encoder output p50 {p50} ms"
+    );
     let experiment = read_json(&out.join("experiment.json"));
     assert!(experiment["ffmpeg_command"]
         .as_str()
@@ -267,10 +287,20 @@ fn observe_a_stream_published_to_rtmp_lab_serve() {
     let mut ffmpeg = Proc::spawn(
         "ffmpeg",
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
             .arg("testsrc2=size=640x360:rate=30")
             .args(["-re", "-f", "lavfi", "-i", "sine=sample_rate=48000"])
-            .args(["-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+            .args([
+                "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
+            ])
             .args(["-b:v", "800k", "-maxrate", "800k", "-bufsize", "800k"])
             .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
             .arg(&url),
@@ -294,7 +324,11 @@ fn observe_a_stream_published_to_rtmp_lab_serve() {
         Duration::from_secs(30),
     );
     ffmpeg.wait_or_kill(Duration::from_millis(10));
-    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}\nffmpeg: {}", ffmpeg.output());
+    assert!(
+        ok,
+        "stdout:\n{stdout}\nstderr:\n{stderr}\nffmpeg: {}",
+        ffmpeg.output()
+    );
     for name in ["sim.json", "measured.json", "compare.json", "latency.svg"] {
         assert!(out.join(name).is_file(), "{name} not written");
     }

@@ -1,9 +1,9 @@
 //! `rtmp-lab`: the lab's command-line tool.
 //!
 //! A thin shell over `sim-core`: argument parsing, files, terminal output. Today it runs the
-//! simulator (`simulate`), prints the audit of the seed article (`seed`) and runs the RTMP
-//! server (`serve`, a thin shell over `native_server::serve`). `experiment` and `bench` are not
-//! built yet (see README.md).
+//! simulator (`simulate`), prints the audit of the seed article (`seed`), runs the RTMP
+//! server (`serve`, a thin shell over `native_server::serve`), the link emulator (`emulate`)
+//! and simulated-vs-measured experiments (`experiment`, `native_server::experiment`).
 
 mod plot;
 mod report;

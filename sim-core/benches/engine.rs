@@ -67,7 +67,8 @@ fn report_allocations(name: &str, s: &Scenario) {
 
 /// `ENGINE_ONCE=1 target/release/deps/engine-…` (or `cargo bench --bench engine` with it set):
 /// one timed run of the hour with 100 players and with 1, no criterion, for a profiler
-/// (valgrind's callgrind) or a quick look; `ENGINE_SECS=60` shortens the hour.
+/// (valgrind's callgrind) or a quick look; `ENGINE_SECS=60` shortens the hour,
+/// `ENGINE_NO_JITTER=1` takes the jitter off the downlinks.
 fn run_once_if_asked() {
     if std::env::var_os("ENGINE_ONCE").is_none() {
         return;
@@ -79,20 +80,36 @@ fn run_once_if_asked() {
     {
         many.duration_s = secs;
     }
+    if std::env::var_os("ENGINE_NO_JITTER").is_some() {
+        many.downlink.jitter.ms = 0.0;
+    }
     let mut one = many.clone();
     one.players.count = 1;
     for (name, s) in [("100 players", many), ("1 player", one)] {
-        let t0 = std::time::Instant::now();
+        let (t0, cpu0) = (std::time::Instant::now(), cpu_seconds());
         let t = Engine::run(&s);
+        let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
         eprintln!(
-            "{name}, {} s: {:.3} s ({} frames, {} deliveries)",
+            "{name}, {} s: {:.3} s wall, {} s CPU ({} frames, {} deliveries)",
             s.duration_s,
             t0.elapsed().as_secs_f64(),
+            cpu.map_or("?".into(), |c| format!("{c:.2}")),
             t.frames.len(),
             t.audience.frames_delivered
         );
     }
     std::process::exit(0);
+}
+
+/// User + system CPU time of this process so far (Linux; `None` elsewhere): on a shared machine
+/// it moves less than wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn engine(c: &mut Criterion) {

@@ -443,22 +443,26 @@ fn fast_exp2(x: f32) -> f32 {
 #[inline(always)]
 fn max_jitter_units(dist: JitterDistribution, n: u64, rng: &mut SimRng) -> f64 {
     if dist == JitterDistribution::Uniform {
-        // 2·W^(1/n) − 1: no tail to resolve, so one 32-bit word is enough randomness (a step of
-        // J/2³¹; netem's own source is 32 bits) and a polynomial log2/exp2 (relative error
-        // < 1e-4, i.e. under a microsecond of a 10 ms jitter) is plenty; it is ~10× cheaper than
-        // libm on this hot path (one call per message per path) and, being plain IEEE
-        // arithmetic, gives the same bits on every platform.
-        let x = rng.next_u32();
-        let v = if n <= 1 {
-            x as f64 * (1.0 / 4_294_967_296.0)
-        } else {
-            // W on [0, 1) in the 24 bits an f32 holds exactly.
-            let w = (x >> 8) as f32 * (1.0 / 16_777_216.0);
-            fast_exp2(fast_log2(w) / n as f32) as f64
-        };
-        return 2.0 * v - 1.0;
+        return max_uniform_units(n, rng.next_u32());
     }
     max_jitter_units_tailed(dist, n, rng)
+}
+
+/// The largest of `n` uniform samples on [−1, 1), from one 32-bit word `x`: 2·W^(1/n) − 1.
+/// No tail to resolve, so one word is enough randomness (a step of J/2³¹; netem's own source is
+/// 32 bits) and a polynomial log2/exp2 (relative error < 1e-4, i.e. under a microsecond of a
+/// 10 ms jitter) is plenty; it is ~10× cheaper than libm on this hot path (one call per message
+/// per path) and, being plain IEEE arithmetic, gives the same bits on every platform.
+#[inline(always)]
+fn max_uniform_units(n: u64, x: u32) -> f64 {
+    let v = if n <= 1 {
+        x as f64 * (1.0 / 4_294_967_296.0)
+    } else {
+        // W on [0, 1) in the 24 bits an f32 holds exactly.
+        let w = (x >> 8) as f32 * (1.0 / 16_777_216.0);
+        fast_exp2(fast_log2(w) / n as f32) as f64
+    };
+    2.0 * v - 1.0
 }
 
 /// [`max_jitter_units`] for the normal and pareto shapes.
@@ -838,6 +842,26 @@ impl PreparedWrite {
     }
 }
 
+/// The jitter of a coming write, worked out before the write (see [`TcpPath::jitter_ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitterAhead {
+    /// Which jitter draw of the path it is (its count of draws when the write is made).
+    draw: u64,
+    /// Packets competing for the largest jitter, as the write was prepared.
+    packets: u64,
+    /// The one-way delay, ns.
+    delay_ns: u64,
+}
+
+impl JitterAhead {
+    /// Nothing worked out.
+    pub const NONE: JitterAhead = JitterAhead {
+        draw: u64::MAX,
+        packets: 0,
+        delay_ns: 0,
+    };
+}
+
 /// Slow-start rounds after which the window is treated as open (the window then allows
 /// IW·(2¹⁷ − 1) segments, far beyond any burst the lab produces).
 const SLOW_START_OPEN_ROUNDS: u64 = 16;
@@ -999,6 +1023,8 @@ pub struct TcpPath {
     /// Identifies what a write's size costs here (MSS, serialization, jitter window): see
     /// [`PreparedWrite`].
     shape_key: u64,
+    /// Jitter draws so far (for [`JitterAhead`]).
+    jitter_draws: u64,
     nodelay: bool,
     ss_active: bool,
     jitter_on: bool,
@@ -1149,6 +1175,7 @@ impl TcpPath {
             jittered: false,
             general_only: false,
             shape_key: 0,
+            jitter_draws: 0,
             ss_anchored: false,
             ss_anchor_ns: 0,
             ss_base_seg: 0,
@@ -1349,14 +1376,53 @@ impl TcpPath {
         w: &PreparedWrite,
         next_write_at: Option<Micros>,
     ) -> Micros {
+        self.send_prepared_ahead(now, w, next_write_at, &JitterAhead::NONE)
+    }
+
+    /// The jitter the write `w` would get if it were the `after`-th write from now (0: the next
+    /// one) on the lean path (nodelay, open window, no loss) with uniform jitter: worked out
+    /// ahead of time and handed to [`TcpPath::send_prepared_ahead`]. Its arithmetic is a long
+    /// chain of dependent floating-point steps; done inside the write, the processor waits for
+    /// it, done one write earlier it overlaps with that write's work. Exactly the delay the write
+    /// would draw; when the guess is wrong (another path state, another write in between, a
+    /// draw not generated yet), the write simply draws its own.
+    #[inline(always)]
+    pub fn jitter_ahead(&self, w: &PreparedWrite, after: usize) -> JitterAhead {
+        match self.rng.peek_u32(after) {
+            Some(x)
+                if self.jittered
+                    && self.jitter_dist == JitterDistribution::Uniform
+                    && w.key == self.shape_key
+                    && w.segments > 0 =>
+            {
+                JitterAhead {
+                    draw: self.jitter_draws + after as u64,
+                    packets: w.jitter_packets,
+                    delay_ns: self.jittered_delay_ns(max_uniform_units(w.jitter_packets, x)),
+                }
+            }
+            _ => JitterAhead::NONE,
+        }
+    }
+
+    /// [`TcpPath::send_prepared`] using the jitter worked out by [`TcpPath::jitter_ahead`] when
+    /// it is this write's (the result is the same either way).
+    #[inline]
+    pub fn send_prepared_ahead(
+        &mut self,
+        now: Micros,
+        w: &PreparedWrite,
+        next_write_at: Option<Micros>,
+        ahead: &JitterAhead,
+    ) -> Micros {
         if !(self.fast || self.jittered) {
             return self.send_general(now, w.bytes, next_write_at).delivered_at;
         }
         if w.key != self.shape_key {
             let w = self.prepare(w.bytes);
-            return ns_to_us(self.lean(now, &w).3);
+            return ns_to_us(self.lean_ahead(now, &w, ahead).3);
         }
-        ns_to_us(self.lean(now, w).3)
+        ns_to_us(self.lean_ahead(now, w, ahead).3)
     }
 
     /// When the last byte written so far leaves the sender (the time the link is next free).
@@ -1406,6 +1472,17 @@ impl TcpPath {
     /// Returns (write time, first departure, last departure, delivery), in ns.
     #[inline(always)]
     fn lean(&mut self, now: Micros, w: &PreparedWrite) -> (u64, u64, u64, u64) {
+        self.lean_ahead(now, w, &JitterAhead::NONE)
+    }
+
+    /// [`TcpPath::lean`], taking the jitter from `ahead` when it was worked out for this draw.
+    #[inline(always)]
+    fn lean_ahead(
+        &mut self,
+        now: Micros,
+        w: &PreparedWrite,
+        ahead: &JitterAhead,
+    ) -> (u64, u64, u64, u64) {
         let now_ns = us_to_ns(now).max(self.last_write_ns);
         self.last_write_ns = now_ns;
         let bytes = w.bytes as u64;
@@ -1415,8 +1492,15 @@ impl TcpPath {
         self.link_free_ns = last_dep;
         self.segs_sent = self.segs_sent.saturating_add(n);
         let arrival = if self.jittered && n > 0 {
-            let x = max_jitter_units(self.jitter_dist, w.jitter_packets, &mut self.rng);
-            last_dep.saturating_add(self.jittered_delay_ns(x))
+            let d = if ahead.draw == self.jitter_draws && ahead.packets == w.jitter_packets {
+                self.rng.skip_u32();
+                ahead.delay_ns
+            } else {
+                let x = max_jitter_units(self.jitter_dist, w.jitter_packets, &mut self.rng);
+                self.jittered_delay_ns(x)
+            };
+            self.jitter_draws += 1;
+            last_dep.saturating_add(d)
         } else {
             last_dep.saturating_add(self.prop_ns)
         };
@@ -1542,6 +1626,7 @@ impl TcpPath {
         let arrival = if self.jitter_on && n > 0 {
             let k = n.min(self.jitter_window);
             let x = max_jitter_units(self.jitter_dist, k, &mut self.rng);
+            self.jitter_draws += 1;
             last_dep.saturating_add(self.jittered_delay_ns(x))
         } else {
             last_dep.saturating_add(self.prop_ns)
@@ -2452,7 +2537,13 @@ mod tests {
                     prop_assert_eq!(a, b);
                     prop_assert_eq!(probe.send_delivered(Micros(now), bytes, next), a.delivered_at);
                     let w = probe2.prepare(bytes);
-                    prop_assert_eq!(probe2.send_prepared(Micros(now), &w, next), a.delivered_at);
+                    // Worked out ahead for this write, or (wrongly) for another one.
+                    let ahead = if bytes % 3 == 0 {
+                        probe2.jitter_ahead(&probe2.prepare(bytes / 2 + 1), 0)
+                    } else {
+                        probe2.jitter_ahead(&w, (bytes % 2) as usize)
+                    };
+                    prop_assert_eq!(probe2.send_prepared_ahead(Micros(now), &w, next, &ahead), a.delivered_at);
                     // Prepared on a path of another shape: recomputed, same result.
                     let other = TcpPath::new_symmetric(&path(1.0, 777.0), &TcpConfig::default(), rng());
                     let w = other.prepare(bytes);

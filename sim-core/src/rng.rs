@@ -76,6 +76,19 @@ impl SimRng {
         w
     }
 
+    /// The word `ahead` draws after the next one (0: the next), if it is already generated:
+    /// for computing with a draw before taking it ([`SimRng::skip_u32`]).
+    #[inline]
+    pub fn peek_u32(&self, ahead: usize) -> Option<u32> {
+        self.buf.get(self.pos.saturating_add(ahead)).copied()
+    }
+
+    /// Takes the next word without looking at it (after [`SimRng::peek_u32`]).
+    #[inline]
+    pub fn skip_u32(&mut self) {
+        let _ = self.next_u32();
+    }
+
     /// The next two words, the first in the low half.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {

@@ -22,19 +22,19 @@ use super::{cargo, is_root, on_path, root, run};
 /// A point is repeated when the server or the generator waited this long for a CPU (% of
 /// the window): the machine's other load was measured, not the server.
 const MAX_SCHED_WAIT_PCT: f64 = 10.0;
-/// Attempts per point at most.
-const MAX_ATTEMPTS: usize = 3;
 /// The nginx-rtmp module as Debian installs it.
 const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
 const USAGE: &str = "\
 cargo xtask bench-peers [--quick] [--points 100,500,1000,2000] [--duration S]
-                        [--ramp-per-s R] [--write-coalescing-ms MS] [--no-floor]
+                        [--ramp-per-s R] [--repeats N] [--write-coalescing-ms MS] [--no-floor]
 
   --quick                 players 100 and 500, 10 s windows
   --points LIST           players per point (default 100,500,1000,2000)
   --duration S            steady window per point, seconds (default 20)
   --ramp-per-s R          players started per second (default 500)
+  --repeats N             runs per server and point, servers alternating; the median run
+                          (by CPU per Gb/s) is reported with the spread (default 3)
   --write-coalescing-ms MS
                           also measure rtmp-lab serve with `[relay] coalesce_ms = MS`
   --no-floor              skip the iperf3 floor
@@ -46,6 +46,7 @@ struct Options {
     ramp_per_s: f64,
     coalescing_ms: Option<f64>,
     floor: bool,
+    repeats: usize,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -55,6 +56,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         ramp_per_s: 500.0,
         coalescing_ms: None,
         floor: true,
+        repeats: 3,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -93,9 +95,17 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 )
             }
             "--no-floor" => o.floor = false,
+            "--repeats" => {
+                o.repeats = value("--repeats")?
+                    .parse()
+                    .map_err(|e| format!("--repeats: {e}"))?
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
         }
+    }
+    if o.repeats == 0 {
+        return Err("--repeats must be at least 1".into());
     }
     if o.points.is_empty() || o.points.contains(&0) {
         return Err("--points must list positive player counts".into());
@@ -111,6 +121,15 @@ enum Server {
 }
 
 impl Server {
+    /// Table order within a point: the peer first.
+    fn order(&self) -> u32 {
+        match self {
+            Server::Nginx => 0,
+            Server::Ours { coalesce_ms } if *coalesce_ms > 0.0 => 2,
+            Server::Ours { .. } => 1,
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Server::Nginx => "nginx-rtmp".into(),
@@ -155,22 +174,37 @@ pub fn bench_peers(args: &[String]) -> Result<(), String> {
     if let Some(ms) = opts.coalescing_ms {
         servers.push(Server::Ours { coalesce_ms: ms });
     }
+    // Servers alternate within each point and repetition, so a change in the machine's
+    // other load touches all of them alike; the median of the repetitions is reported.
     let mut results: Vec<PointResult> = Vec::new();
-    for server in &servers {
-        for &players in &opts.points {
-            let r = measure_point(server, players, &opts, &bin, &clip, &out_dir, &prio)?;
-            let kept_up = r.kept_up;
-            eprintln!("    {}", r.summary());
-            results.push(r);
-            if !kept_up {
-                eprintln!(
-                    "    {} did not keep up at {players} players: its ramp stops here",
-                    server.label()
-                );
-                break;
+    let mut ramping: Vec<bool> = vec![true; servers.len()];
+    for &players in &opts.points {
+        let mut runs: Vec<Vec<PointResult>> = servers.iter().map(|_| Vec::new()).collect();
+        for rep in 1..=opts.repeats {
+            for (i, server) in servers.iter().enumerate() {
+                if !ramping[i] {
+                    continue;
+                }
+                let r = measure_once(server, players, rep, &opts, &bin, &clip, &out_dir, &prio)?;
+                eprintln!("    {}", r.summary());
+                runs[i].push(r);
             }
         }
+        for (i, server_runs) in runs.into_iter().enumerate() {
+            let Some(median) = PointResult::median(server_runs) else {
+                continue;
+            };
+            if !median.kept_up {
+                eprintln!(
+                    "    {} did not keep up at {players} players: its ramp stops here",
+                    median.server.label()
+                );
+                ramping[i] = false;
+            }
+            results.push(median);
+        }
     }
+    results.sort_by_key(|r| (r.players, r.server.order()));
 
     let mut floors: Vec<Floor> = Vec::new();
     if opts.floor {
@@ -466,13 +500,18 @@ fn start_server(
 struct PointResult {
     server: Server,
     players: usize,
-    attempts: usize,
-    /// The bench's JSON line, as printed.
+    /// The bench's JSON line, as printed (of the median run); every run's.
     raw: String,
+    all_raw: Vec<String>,
+    /// Runs behind this result, those that kept up, and the spread of CPU per Gb/s.
+    runs: usize,
+    runs_kept_up: usize,
+    cpu_per_gbps_range: Option<(f64, f64)>,
     connected: usize,
     kept_up: bool,
     server_cpu_pct: Option<f64>,
     cpu_per_gbps: Option<f64>,
+    cpu_with_softirq_per_gbps: Option<f64>,
     peak_rss_mb: Option<f64>,
     delivered_mbps: f64,
     latency_p50: Option<f64>,
@@ -504,18 +543,20 @@ impl PointResult {
         )
     }
 
-    fn from_json(
-        server: &Server,
-        players: usize,
-        attempts: usize,
-        raw: String,
-    ) -> Result<Self, String> {
+    fn from_json(server: &Server, players: usize, raw: String) -> Result<Self, String> {
         let j = Json::parse(&raw).map_err(|e| format!("bench output is not JSON ({e}): {raw}"))?;
         let num = |path: &[&str]| j.at(path).and_then(Json::num);
+        let kept_up = j
+            .at(&["all_kept_up"])
+            .and_then(Json::boolean)
+            .unwrap_or(false);
         Ok(PointResult {
             server: server.clone(),
             players,
-            attempts,
+            all_raw: vec![raw.clone()],
+            runs: 1,
+            runs_kept_up: usize::from(kept_up),
+            cpu_per_gbps_range: None,
             connected: num(&["connected"]).unwrap_or(0.0) as usize,
             kept_up: j
                 .at(&["all_kept_up"])
@@ -523,6 +564,7 @@ impl PointResult {
                 .unwrap_or(false),
             server_cpu_pct: num(&["server", "cpu_pct"]),
             cpu_per_gbps: num(&["server", "cpu_pct_per_gbps"]),
+            cpu_with_softirq_per_gbps: num(&["server", "cpu_with_softirq_pct_per_gbps"]),
             peak_rss_mb: num(&["server", "peak_rss_kb"]).map(|kb| kb / 1024.0),
             delivered_mbps: num(&["delivered_mbps"]).unwrap_or(0.0),
             latency_p50: num(&["latency_ms", "p50"]),
@@ -543,74 +585,90 @@ impl PointResult {
     fn waited(&self) -> f64 {
         self.server_wait_pct.max(self.generator_wait_pct)
     }
+
+    /// The median run by CPU per Gb/s (runs without it sort last), carrying the spread and
+    /// how many runs kept up; it kept up when most runs did.
+    fn median(mut runs: Vec<PointResult>) -> Option<PointResult> {
+        let n = runs.len();
+        let kept = runs.iter().filter(|r| r.kept_up).count();
+        let values: Vec<f64> = runs.iter().filter_map(|r| r.cpu_per_gbps).collect();
+        let range = values
+            .iter()
+            .copied()
+            .fold(None, |acc: Option<(f64, f64)>, v| {
+                Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+            });
+        let all_raw: Vec<String> = runs.iter().map(|r| r.raw.clone()).collect();
+        runs.sort_by(|a, b| {
+            let key = |r: &PointResult| r.cpu_per_gbps.unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b))
+        });
+        let mut m = runs.into_iter().nth((n.saturating_sub(1)) / 2)?;
+        m.runs = n;
+        m.runs_kept_up = kept;
+        m.kept_up = kept * 2 > n;
+        m.cpu_per_gbps_range = range;
+        m.all_raw = all_raw;
+        Some(m)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn measure_point(
+fn measure_once(
     server: &Server,
     players: usize,
+    rep: usize,
     opts: &Options,
     bin: &Path,
     clip: &Path,
     out_dir: &Path,
     prio: &Priority,
 ) -> Result<PointResult, String> {
-    let mut best: Option<PointResult> = None;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let slug = server.label().replace([' ', '(', ')'], "");
-        let dir = out_dir.join(format!("run-{slug}-{players}"));
+    let slug = server.label().replace([' ', '(', ')'], "");
+    let dir = out_dir.join(format!("run-{slug}-{players}-{rep}"));
+    eprintln!("\n==> {} × {players} players (run {rep})", server.label());
+    let (mut child, port) = start_server(server, &dir, bin, prio)?;
+    let mut cmd = prio.command(1, bin);
+    cmd.arg("bench")
+        .arg("--url")
+        .arg(format!("rtmp://127.0.0.1:{port}/live/bench"))
+        .arg("--players")
+        .arg(players.to_string())
+        .arg("--duration")
+        .arg(opts.duration_s.to_string())
+        .arg("--ramp-per-s")
+        .arg(opts.ramp_per_s.to_string())
+        .arg("--flv")
+        .arg(clip)
+        .arg("--server-pid")
+        .arg(child.id().to_string())
+        .arg("--json");
+    let output = cmd.output();
+    stop(&mut child);
+    let output = output.map_err(|e| format!("could not run rtmp-lab bench: {e}"))?;
+    let table = String::from_utf8_lossy(&output.stderr).into_owned();
+    let _ = std::fs::write(dir.join("bench.txt"), &table);
+    if !output.status.success() {
+        return Err(format!(
+            "rtmp-lab bench against {} failed ({}):\n{table}",
+            server.label(),
+            output.status
+        ));
+    }
+    let raw = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or("")
+        .to_owned();
+    let _ = std::fs::write(dir.join("bench.json"), &raw);
+    let r = PointResult::from_json(server, players, raw)?;
+    if r.waited() > MAX_SCHED_WAIT_PCT {
         eprintln!(
-            "\n==> {} × {players} players (attempt {attempt})",
-            server.label()
-        );
-        let (mut child, port) = start_server(server, &dir, bin, prio)?;
-        let mut cmd = prio.command(1, bin);
-        cmd.arg("bench")
-            .arg("--url")
-            .arg(format!("rtmp://127.0.0.1:{port}/live/bench"))
-            .arg("--players")
-            .arg(players.to_string())
-            .arg("--duration")
-            .arg(opts.duration_s.to_string())
-            .arg("--ramp-per-s")
-            .arg(opts.ramp_per_s.to_string())
-            .arg("--flv")
-            .arg(clip)
-            .arg("--server-pid")
-            .arg(child.id().to_string())
-            .arg("--json");
-        let output = cmd.output();
-        stop(&mut child);
-        let output = output.map_err(|e| format!("could not run rtmp-lab bench: {e}"))?;
-        let table = String::from_utf8_lossy(&output.stderr).into_owned();
-        let _ = std::fs::write(dir.join("bench.txt"), &table);
-        if !output.status.success() {
-            return Err(format!(
-                "rtmp-lab bench against {} failed ({}):\n{table}",
-                server.label(),
-                output.status
-            ));
-        }
-        let raw = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .rfind(|l| l.starts_with('{'))
-            .unwrap_or("")
-            .to_owned();
-        let _ = std::fs::write(dir.join("bench.json"), &raw);
-        let result = PointResult::from_json(server, players, attempt, raw)?;
-        let waited = result.waited();
-        if best.as_ref().is_none_or(|b| waited < b.waited()) {
-            best = Some(result);
-        }
-        if waited <= MAX_SCHED_WAIT_PCT {
-            break;
-        }
-        eprintln!(
-            "    waited {waited:.1} % of the window for a CPU (> {MAX_SCHED_WAIT_PCT} %): \
-             the neighbours were measured; repeating"
+            "    note: waited {:.1} % of the window for a CPU: this run measured the neighbours too",
+            r.waited()
         );
     }
-    best.ok_or_else(|| "no attempt".into())
+    Ok(r)
 }
 
 // -------------------------------------------------------------------------------------------
@@ -712,11 +770,28 @@ fn machine_description() -> String {
     )
 }
 
+/// "yes", or "**no**" with how many runs kept up and how many players connected.
+fn kept_up_cell(r: &PointResult) -> String {
+    let mut cell = if r.kept_up {
+        "yes".to_string()
+    } else {
+        "**no**".to_string()
+    };
+    if r.runs > 1 && r.runs_kept_up != r.runs {
+        cell.push_str(&format!(" ({} of {} runs)", r.runs_kept_up, r.runs));
+    }
+    if r.connected < r.players {
+        cell.push_str(&format!(", {} connected", r.connected));
+    }
+    cell
+}
+
 fn render_table(results: &[PointResult], floors: &[Floor]) -> String {
     let mut s = String::from(
-        "| server | players | kept up | server CPU % | CPU % per Gb/s | × nginx | peak RSS | \
-         delivered Mb/s | latency p50 / p99 | × nginx p99 | first frame p50 | generator CPU % \
-         | CPU wait (server / gen.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| server | players | kept up | server CPU % | CPU % per Gb/s (runs: min–max) | × nginx \
+         | with core softirq, per Gb/s | peak RSS | delivered Mb/s | latency p50 / p99 | × nginx \
+         p99 | first frame p50 | generator CPU % | CPU wait (server / gen.) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let nginx = results
@@ -734,18 +809,17 @@ fn render_table(results: &[PointResult], floors: &[Floor]) -> String {
             ),
         };
         s.push_str(&format!(
-            "| {} | {} | {}{} | {} | {} | {} | {} | {:.0} | {} / {} | {} | {} | {:.0}{} | {:.1} / {:.1} |\n",
+            "| {} | {} | {} | {} | {}{} | {} | {} | {} | {:.0} | {} / {} | {} | {} | {:.0}{} | {:.1} / {:.1} |\n",
             r.server.label(),
             r.players,
-            if r.kept_up { "yes" } else { "**no**" },
-            if r.connected < r.players {
-                format!(" ({} connected)", r.connected)
-            } else {
-                String::new()
-            },
+            kept_up_cell(r),
             opt(r.server_cpu_pct, 1, ""),
             opt(r.cpu_per_gbps, 1, ""),
+            r.cpu_per_gbps_range
+                .filter(|_| r.runs > 1)
+                .map_or(String::new(), |(lo, hi)| format!(" ({lo:.1}–{hi:.1})")),
             cpu_ratio,
+            opt(r.cpu_with_softirq_per_gbps, 1, ""),
             opt(r.peak_rss_mb, 1, " MB"),
             r.delivered_mbps,
             opt(r.latency_p50, 2, ""),
@@ -760,7 +834,7 @@ fn render_table(results: &[PointResult], floors: &[Floor]) -> String {
     }
     for f in floors {
         s.push_str(&format!(
-            "| floor: iperf3, one socket, {} B writes | – | – | {:.1} | {:.1} | – | – | {:.0} | – | – | – | – | – |\n",
+            "| floor: iperf3, one socket, {} B writes | – | – | {:.1} | {:.1} | – | – | – | {:.0} | – | – | – | – | – |\n",
             f.write_bytes,
             f.sender_cpu_pct,
             f.cpu_per_gbps(),
@@ -797,11 +871,17 @@ fn results_json(
         .iter()
         .map(|r| {
             format!(
-                "{{\"server\":{},\"players\":{},\"attempts\":{},\"bench\":{}}}",
+                "{{\"server\":{},\"players\":{},\"runs_kept_up\":{},\"median\":{},\"runs\":[{}]}}",
                 json_string(&r.server.label()),
                 r.players,
-                r.attempts,
-                if r.raw.is_empty() { "null" } else { &r.raw }
+                r.runs_kept_up,
+                if r.raw.is_empty() { "null" } else { &r.raw },
+                r.all_raw
+                    .iter()
+                    .filter(|x| !x.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
             )
         })
         .collect();

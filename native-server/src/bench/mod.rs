@@ -142,6 +142,12 @@ pub struct ServerReport {
     pub user_cpu_pct: f64,
     /// CPU % per delivered Gb/s.
     pub cpu_pct_per_gbps: Option<f64>,
+    /// When the server is pinned to one core: that core's softirq time, % (loopback receive
+    /// processing of what the server sends, charged to no process), and CPU % per Gb/s with
+    /// it added.
+    pub core: Option<usize>,
+    pub core_softirq_pct: Option<f64>,
+    pub cpu_with_softirq_pct_per_gbps: Option<f64>,
     /// Sum of VmHWM over its processes, kB.
     pub peak_rss_kb: u64,
     pub rss_kb: u64,
@@ -157,6 +163,8 @@ pub struct ServerReport {
 pub struct GeneratorReport {
     /// % of one core, whole process.
     pub cpu_pct: f64,
+    /// The user-space part of it.
+    pub user_cpu_pct: f64,
     pub busiest_thread: String,
     pub busiest_thread_pct: f64,
     pub player_threads: usize,
@@ -399,6 +407,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     // The server's processes as they are now (nginx's worker was forked after it started).
     let probe = args.server_pid.map(ServerProbe::new);
     let wait0 = stats::self_sched_wait_s();
+    let user0 = stats::self_user_system_s().0;
     let (cpu0, threads0, bytes0, pub0) = (
         stats::self_cpu_s(),
         stats::self_thread_ticks(),
@@ -409,6 +418,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     let t0 = clock.now_us();
     clock.sleep_until(end_us);
     let wait1 = stats::self_sched_wait_s();
+    let user1 = stats::self_user_system_s().0;
     let (cpu1, threads1, bytes1, pub1) = (
         stats::self_cpu_s(),
         stats::self_thread_ticks(),
@@ -492,6 +502,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     };
     let generator = GeneratorReport {
         cpu_pct: (cpu1 - cpu0) / window_s.max(1e-9) * 100.0,
+        user_cpu_pct: (user1 - user0) / window_s.max(1e-9) * 100.0,
         busiest_thread: busiest.as_ref().map_or(String::new(), |b| b.0.clone()),
         busiest_thread_pct: busiest.map_or(0.0, |b| b.1),
         player_threads: args.threads,
@@ -565,8 +576,16 @@ fn server_report(
     let cpu_pct = (b.cpu_s - a.cpu_s) / w * 100.0;
     let writes = b.write_calls.saturating_sub(a.write_calls);
     let written = b.write_bytes.saturating_sub(a.write_bytes);
+    let softirq = match (a.core_softirq_s, b.core_softirq_s) {
+        (Some(x), Some(y)) => Some((y - x) / w * 100.0),
+        _ => None,
+    };
+    let per_gbps = |pct: f64| (delivered_mbps > 0.0).then(|| pct / (delivered_mbps / 1000.0));
     ServerReport {
         pids: probe.pids,
+        core: probe.core,
+        core_softirq_pct: softirq,
+        cpu_with_softirq_pct_per_gbps: softirq.and_then(|s| per_gbps(cpu_pct + s)),
         cpu_pct,
         user_cpu_pct: (b.user_s - a.user_s) / w * 100.0,
         cpu_pct_per_gbps: (delivered_mbps > 0.0).then(|| cpu_pct / (delivered_mbps / 1000.0)),
@@ -664,8 +683,9 @@ pub fn render_table(r: &BenchReport) -> String {
     row(
         "generator CPU",
         format!(
-            "{:.1} % of a core (busiest thread {} {:.1} %), run-queue wait {:.1} %{}",
+            "{:.1} % of a core ({:.1} % user; busiest thread {} {:.1} %), run-queue wait {:.1} %{}",
             r.generator.cpu_pct,
+            r.generator.user_cpu_pct,
             r.generator.busiest_thread,
             r.generator.busiest_thread_pct,
             r.generator.sched_wait_pct,
@@ -706,6 +726,23 @@ pub fn render_table(r: &BenchReport) -> String {
                 sv.sched_wait_pct
             ),
         );
+    }
+    if let (Some(sv), Some(core), Some(softirq)) = (
+        &r.server,
+        r.server.as_ref().and_then(|s| s.core),
+        r.server.as_ref().and_then(|s| s.core_softirq_pct),
+    ) {
+        row(
+            "server core softirq",
+            format!(
+                "{softirq:.1} % of cpu{core} (loopback receive work, charged to no process); \
+                 with it {} per Gb/s",
+                sv.cpu_with_softirq_pct_per_gbps
+                    .map_or("–".into(), |v| format!("{v:.1} %"))
+            ),
+        );
+    }
+    if let Some(sv) = &r.server {
         row(
             "server memory",
             format!(

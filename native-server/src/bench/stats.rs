@@ -134,14 +134,20 @@ fn clock_ticks_per_s() -> f64 {
 
 /// CPU time (user + system) of this process so far, in seconds (getrusage).
 pub fn self_cpu_s() -> f64 {
+    let (user, system) = self_user_system_s();
+    user + system
+}
+
+/// (user, system) CPU time of this process so far, seconds (getrusage).
+pub fn self_user_system_s() -> (f64, f64) {
     // SAFETY: getrusage writes one valid, live `rusage`.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
     if !ok {
-        return 0.0;
+        return (0.0, 0.0);
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
 /// Run-queue wait of this process's threads so far, seconds (`/proc/self/task/*/schedstat`).
@@ -259,6 +265,44 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
+/// The one CPU `pid` may run on, if its affinity mask holds exactly one (`taskset -c N`).
+pub fn single_core_of(pid: u32) -> Option<usize> {
+    // SAFETY: an all-zero cpu_set_t is valid; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::sched_getaffinity(
+            pid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: CPU_ISSET reads the set filled above, for indices below CPU_SETSIZE.
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    match cpus.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// Softirq time of one CPU so far, seconds (`/proc/stat`). On loopback the receive side of
+/// every segment a process sends is processed in softirq on the sender's CPU, and with IRQ
+/// time accounting that time is charged to no process.
+pub fn cpu_softirq_s(cpu: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    // cpuN user nice system idle iowait irq softirq …
+    let ticks: u64 = line.split_whitespace().nth(7)?.parse().ok()?;
+    Some(ticks as f64 / clock_ticks_per_s())
+}
+
 /// One sample of the server's processes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerSample {
@@ -272,24 +316,32 @@ pub struct ServerSample {
     pub write_bytes: u64,
     /// Write-like syscalls (`/proc/PID/io` syscw: write, writev, sendfile…).
     pub write_calls: u64,
+    /// Softirq time of the CPU the server is pinned to (when it is pinned to one), seconds.
+    pub core_softirq_s: Option<f64>,
 }
 
 /// Reads the server's figures from `/proc` (the pids are fixed when the probe is made).
 #[derive(Debug, Clone)]
 pub struct ServerProbe {
     pub pids: Vec<u32>,
+    /// The CPU it is pinned to, if exactly one.
+    pub core: Option<usize>,
 }
 
 impl ServerProbe {
     pub fn new(pid: u32) -> Self {
         ServerProbe {
             pids: process_tree(pid),
+            core: single_core_of(pid),
         }
     }
 
     pub fn sample(&self) -> ServerSample {
         let hz = clock_ticks_per_s();
-        let mut s = ServerSample::default();
+        let mut s = ServerSample {
+            core_softirq_s: self.core.and_then(cpu_softirq_s),
+            ..ServerSample::default()
+        };
         for pid in &self.pids {
             let base = format!("/proc/{pid}");
             if let Some((_, user, system)) =

@@ -244,7 +244,13 @@ impl Client {
         &self.socket
     }
 
-    fn queue_command(&mut self, stream_id: u32, name: &str, object: Value, args: Vec<Value>) -> f64 {
+    fn queue_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        object: Value,
+        args: Vec<Value>,
+    ) -> f64 {
         let tx = self.next_transaction;
         self.next_transaction += 1.0;
         let mut values = vec![Value::string(name), Value::Number(tx), object];
@@ -421,8 +427,7 @@ impl Client {
         self.flush().await?;
         let id = self
             .wait_command(timeout, "the createStream reply", |c| {
-                (c.name == "_result" && c.transaction_id == tx)
-                    .then(|| c.arg_f64(0).unwrap_or(1.0))
+                (c.name == "_result" && c.transaction_id == tx).then(|| c.arg_f64(0).unwrap_or(1.0))
             })
             .await?;
         self.stream_id = if id.is_finite() && id >= 0.0 && id <= f64::from(u32::MAX) {
@@ -452,12 +457,12 @@ impl Client {
         let start = Instant::now();
         let args = vec![Value::string(url.key.as_str()), Value::Number(-2.0)];
         self.queue_command(self.stream_id, "play", Value::Null, args);
-        let _ = self
-            .writer
-            .write_control(&ControlMessage::UserControl(UserControlEvent::SetBufferLength {
+        let _ = self.writer.write_control(&ControlMessage::UserControl(
+            UserControlEvent::SetBufferLength {
                 stream_id: self.stream_id,
                 buffer_length_ms: PLAY_BUFFER_MS,
-            }));
+            },
+        ));
         self.flush().await?;
         self.wait_command(timeout, "NetStream.Play.Start", |c| {
             (status_code(c) == Some("NetStream.Play.Start")).then_some(())
@@ -567,11 +572,20 @@ mod tests {
         assert_eq!(u.stream_name(), "test");
         assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/live");
         let u = RtmpUrl::parse("rtmp://example.org/app/inst/key").unwrap();
-        assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1935, "app/inst", "key"));
+        assert_eq!(
+            (u.port, u.app.as_str(), u.key.as_str()),
+            (1935, "app/inst", "key")
+        );
         let u = RtmpUrl::parse("rtmp://[::1]:99/live/k").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 99));
         assert_eq!(u.tc_url(), "rtmp://[::1]:99/live");
-        for bad in ["http://x/a/b", "rtmp://x/a", "rtmp://x", "rtmp://:1/a/b", "rtmp://x:p/a/b"] {
+        for bad in [
+            "http://x/a/b",
+            "rtmp://x/a",
+            "rtmp://x",
+            "rtmp://:1/a/b",
+            "rtmp://x:p/a/b",
+        ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -59,17 +59,18 @@ impl Link {
             LinkChoice::Loopback => Link::Loopback {
                 fallback_reason: None,
             },
-            LinkChoice::Emulated => match Emulator::start(EmuConfig::from_scenario(s, max_duration))
-            {
-                Ok(emu) => Link::Emulated {
-                    emu: Box::new(emu),
-                    uplink: s.uplink.clone(),
-                    downlink: s.downlink.clone(),
-                },
-                Err(e) => Link::Loopback {
-                    fallback_reason: Some(e.to_string()),
-                },
-            },
+            LinkChoice::Emulated => {
+                match Emulator::start(EmuConfig::from_scenario(s, max_duration)) {
+                    Ok(emu) => Link::Emulated {
+                        emu: Box::new(emu),
+                        uplink: s.uplink.clone(),
+                        downlink: s.downlink.clone(),
+                    },
+                    Err(e) => Link::Loopback {
+                        fallback_reason: Some(e.to_string()),
+                    },
+                }
+            }
         }
     }
 

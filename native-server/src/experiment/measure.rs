@@ -27,7 +27,9 @@
 //!
 //! Drops of probe 0 are inferred: a frame that never arrived was `before_join` if it was sent
 //! before the probe's `Play.Start`, `waiting_for_keyframe` if it precedes the first keyframe the
-//! probe got, `server_queue` if the server counted dropped messages, else `in_flight`.
+//! probe got, `server_queue` if frames sent after it did arrive (TCP does not lose data, so
+//! only the server's queue can have dropped it), else `in_flight` (still on its way when the
+//! probe stopped).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -195,7 +197,8 @@ pub fn trace(inp: &Inputs<'_>) -> Trace {
             .find(|f| f.kind == MediaKind::Video && f.coded && f.keyframe)
             .map(|f| f.timestamp_ms)
     });
-    let server_dropped = inp.server_dropped_messages.unwrap_or(0) > 0;
+    // The probe's last arrival: frames sent after it were still on their way at the end.
+    let last_arrival = probe0.and_then(|p| p.frames.iter().map(|f| f.at).max());
 
     let mut frames = Vec::with_capacity(inp.publisher.frames.len());
     for (f, (dts, pts)) in inp.publisher.frames.iter().zip(&stamps) {
@@ -203,9 +206,10 @@ pub fn trace(inp: &Inputs<'_>) -> Trace {
         let (captured, capture_done, encoded) = match &f.meta.replayed {
             Some(r) => (r.captured_us, r.capture_done_us, r.encoded_us),
             None => {
-                let captured = inp.capture_anchor.zip(first_pts[kind_slot(f.kind)]).map(
-                    |(anchor, first)| Micros(at(anchor).0 + pts.0.saturating_sub(first.0)),
-                );
+                let captured = inp
+                    .capture_anchor
+                    .zip(first_pts[kind_slot(f.kind)])
+                    .map(|(anchor, first)| Micros(at(anchor).0 + pts.0.saturating_sub(first.0)));
                 (captured, None, Some(at(f.ready_at)))
             }
         };
@@ -217,7 +221,7 @@ pub fn trace(inp: &Inputs<'_>) -> Trace {
         let player_arrival = player.get_mut(&key).and_then(|q| q.pop_front()).map(at);
         let dropped = match player_arrival {
             Some(_) => None,
-            None => Some(drop_site(f, ready, first_key_ts, server_dropped)),
+            None => Some(drop_site(f, ready, first_key_ts, last_arrival)),
         };
         frames.push(FrameRecord {
             kind: f.kind,
@@ -269,19 +273,17 @@ fn drop_site(
     f: &SentFrame,
     ready: Option<Instant>,
     first_key_ts: Option<u32>,
-    server_dropped: bool,
+    last_arrival: Option<Instant>,
 ) -> DropSite {
     match ready {
         None => DropSite::BeforeJoin,
         Some(r) if f.write_start < r => DropSite::BeforeJoin,
         Some(_) => match first_key_ts {
-            Some(k) if f.timestamp_ms >= k => {
-                if server_dropped {
-                    DropSite::ServerQueue
-                } else {
-                    DropSite::InFlight
-                }
-            }
+            Some(k) if f.timestamp_ms >= k => match last_arrival {
+                // Later frames got through: the server's queue dropped this one.
+                Some(last) if f.write_start < last => DropSite::ServerQueue,
+                _ => DropSite::InFlight,
+            },
             _ => DropSite::WaitingForKeyframe,
         },
     }
@@ -353,12 +355,7 @@ fn vbv_series(s: &Scenario, frames: &[SentFrame], origin: Instant) -> Series {
     } else {
         VbvOverflow::Clip
     };
-    let mut vbv = VbvBuffer::new(
-        rc.vbv_buffer_kbits * 1e3,
-        rate * 1e3,
-        rc.vbv_init,
-        overflow,
-    );
+    let mut vbv = VbvBuffer::new(rc.vbv_buffer_kbits * 1e3, rate * 1e3, rc.vbv_init, overflow);
     for f in frames.iter().filter(|f| f.kind == MediaKind::Video) {
         let step = vbv.on_frame(f.meta.dts_us, f64::from(f.meta.size_bytes) * 8.0);
         series.push(since(origin, f.ready_at), step.fullness_after_bits);

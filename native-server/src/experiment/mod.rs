@@ -271,9 +271,8 @@ pub async fn run(opts: Options) -> Result<Outcome> {
                 RtmpUrl::parse(&format!("{}/{STREAM_KEY}", text.trim_end_matches('/')))
             })?;
             let addr = resolve(&url).await?;
-            info.server = format!(
-                "external server {url} (arrival at the server is not observable)"
-            );
+            info.server =
+                format!("external server {url} (arrival at the server is not observable)");
             (addr, url)
         }
     };
@@ -363,10 +362,15 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     let (publisher_report, publisher_error) =
         match tokio::time::timeout(publish_limit, publisher_task).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => (PublisherReport::default(), Some(anyhow!("publisher task: {e}"))),
+            Ok(Err(e)) => (
+                PublisherReport::default(),
+                Some(anyhow!("publisher task: {e}")),
+            ),
             Err(_) => (
                 PublisherReport::default(),
-                Some(anyhow!("the publisher did not finish within {publish_limit:?}")),
+                Some(anyhow!(
+                    "the publisher did not finish within {publish_limit:?}"
+                )),
             ),
         };
     let _ = done_tx.send(true);
@@ -406,7 +410,8 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         match task.await {
             Ok(r) => probes.push(r),
             Err(e) => {
-                info.probe_errors.push(format!("probe {i}: task failed: {e}"));
+                info.probe_errors
+                    .push(format!("probe {i}: task failed: {e}"));
                 probes.push(ProbeReport {
                     index: i,
                     error: Some(e.to_string()),
@@ -430,7 +435,11 @@ pub async fn run(opts: Options) -> Result<Outcome> {
             let arrivals = ip.collector.await.unwrap_or_default();
             let _ = ip.stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(5), ip.task).await;
-            (Some(arrivals), Some(metrics.messages_dropped), Some(metrics.bytes_out))
+            (
+                Some(arrivals),
+                Some(metrics.messages_dropped),
+                Some(metrics.bytes_out),
+            )
         }
         None => (None, None, None),
     };
@@ -589,7 +598,10 @@ mod tests {
         assert!((s.players.join_at_s + s.players.join_spread_s - 2.0).abs() < 1e-9);
         assert_eq!(notes.len(), 1);
         let mut s = sim_core::scenario::preset("lan").unwrap();
-        assert!(prepare_scenario(&mut s, None, None).is_empty(), "5 s of 60 s fits");
+        assert!(
+            prepare_scenario(&mut s, None, None).is_empty(),
+            "5 s of 60 s fits"
+        );
         prepare_scenario(&mut s, None, Some(7.5));
         assert_eq!(s.players.join_at_s, 7.5);
     }
@@ -612,8 +624,17 @@ mod tests {
         .expect("experiment");
         assert_eq!(o.info.link, link::LOOPBACK_LABEL);
         assert_eq!(o.measured.source, "measured");
-        let sent = o.simulated.frames.iter().filter(|f| f.sent_us.is_some()).count();
-        assert_eq!(o.measured.frames.len(), sent, "every simulated frame was sent");
+        let sent = o
+            .simulated
+            .frames
+            .iter()
+            .filter(|f| f.sent_us.is_some())
+            .count();
+        assert_eq!(
+            o.measured.frames.len(),
+            sent,
+            "every simulated frame was sent"
+        );
         let video: Vec<_> = o
             .measured
             .frames
@@ -621,7 +642,10 @@ mod tests {
             .filter(|f| f.kind == MediaKind::Video)
             .collect();
         // No GOP cache in low-latency: the probe starts at the keyframe after its join.
-        let arrived = video.iter().filter(|f| f.player_arrival_us.is_some()).count();
+        let arrived = video
+            .iter()
+            .filter(|f| f.player_arrival_us.is_some())
+            .count();
         assert!(arrived * 2 >= video.len(), "{arrived} of {}", video.len());
         for f in &video {
             assert!(f.server_arrival_us.is_some(), "the tap saw every frame");
@@ -638,5 +662,22 @@ mod tests {
             .any(|st| st.stage == sim_core::trace::Stage::Delivery && st.matched_frames > 0));
         let table = report::table(&o);
         assert!(table.contains("loopback (no impairment)"), "{table}");
+
+        // The files read back as the simulator's types.
+        let dir = tempfile::tempdir().unwrap();
+        report::write_files(dir.path(), &o).unwrap();
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+        // (Floats are compared loosely: serde_json's parser is not round-trip exact.)
+        let measured = Trace::from_json(&read("measured.json")).expect("measured.json is a Trace");
+        assert_eq!(measured.frames, o.measured.frames);
+        assert_eq!(measured.startup, o.measured.startup);
+        let cmp: Comparison = serde_json::from_str(&read("compare.json")).unwrap();
+        assert_eq!(cmp.stages.len(), o.comparison.stages.len());
+        assert!(cmp.stages.iter().any(|st| !st.per_frame.is_empty()));
+        let extra: serde_json::Value = serde_json::from_str(&read("compare.json")).unwrap();
+        assert_eq!(extra["link"], link::LOOPBACK_LABEL);
+        assert!(Trace::from_json(&read("sim.json")).is_ok());
+        let again = Scenario::from_toml(&read("scenario.toml")).unwrap();
+        assert_eq!(again, o.scenario);
     }
 }

@@ -12,7 +12,7 @@
 //! | `rate_control.bitrate_kbps` | `onMetaData` `videodatarate`, else the mean coded bitrate received |
 //! | `rate_control` VBV | CBR, max rate = bitrate, buffer = 1 s of it (OBS's default; RTMP does not carry the VBV) |
 //! | `encoder.keyframe_interval_frames` | the keyframe spacing received, else the ingest stats |
-//! | `encoder.bframes` | the largest composition offset (pts − dts): a P-frame after m B-frames is m + 1 frames ahead |
+//! | `encoder.bframes` | the largest composition offset (pts − dts) less a keyframe's: a P-frame after m B-frames is m frames further ahead than the keyframe (whose offset is the reorder delay, 1 frame, 2 with x264's B-pyramid) |
 //! | `audio` | present or not; `audiodatarate`, `audiosamplerate` or the received rate |
 //! | `duration_s`, `players.join_at_s` | the stream time received; when the probe joined in stream time |
 //!
@@ -125,7 +125,10 @@ pub async fn run(opts: ObserveOptions) -> Result<Outcome> {
         );
     }
     if !report.frames.iter().any(|f| f.coded) {
-        bail!("no media received from {url} in {:?}: is anyone publishing?", opts.duration);
+        bail!(
+            "no media received from {url} in {:?}: is anyone publishing?",
+            opts.duration
+        );
     }
 
     let mut info = RunInfo {
@@ -282,14 +285,20 @@ pub fn infer(
             s.encoder.keyframe_interval_frames = ((k * fps).round() as u32).clamp(1, 100_000);
         }
         _ => notes.push(
-            "keyframe interval unknown (fewer than two keyframes seen): the base scenario's"
-                .into(),
+            "keyframe interval unknown (fewer than two keyframes seen): the base scenario's".into(),
         ),
     }
+    // A keyframe's composition offset is the reorder delay s (1 frame; 2 with x264's
+    // B-pyramid), a P-frame after m B-frames has s + m.
     let period_ms = 1e3 / fps;
+    let frames_of = |cts: i32| (f64::from(cts) / period_ms).round() as i64;
     let max_cts = video.iter().map(|f| f.composition_ms).max().unwrap_or(0);
+    let reorder = video
+        .iter()
+        .find(|f| f.keyframe)
+        .map_or(1, |f| frames_of(f.composition_ms).max(1));
     s.encoder.bframes = if max_cts > 0 {
-        ((f64::from(max_cts) / period_ms).round() as i64 - 1).clamp(1, 16) as u32
+        (frames_of(max_cts) - reorder).clamp(1, 16) as u32
     } else {
         0
     };
@@ -349,8 +358,7 @@ fn stream_zero(r: &ProbeReport) -> Option<Instant> {
         .iter()
         .filter(|f| f.coded)
         .filter_map(|f| {
-            f.at
-                .checked_sub(Duration::from_millis(u64::from(f.timestamp_ms)))
+            f.at.checked_sub(Duration::from_millis(u64::from(f.timestamp_ms)))
         })
         .min()
 }
@@ -364,7 +372,8 @@ fn server_arrivals(samples: &[ApiSample]) -> (Option<Instant>, HashMap<(MediaKin
         if let Some(p) = &s.detail.summary.publisher {
             // The server read its uptime after our request left: the publish started no
             // earlier than (request sent − uptime); the latest such bound is the tightest.
-            let bound = s.at.checked_sub(Duration::from_secs_f64(p.uptime_s.max(0.0)));
+            let bound =
+                s.at.checked_sub(Duration::from_secs_f64(p.uptime_s.max(0.0)));
             publish_start = publish_start.max(bound);
         }
         for f in &s.detail.frames {
@@ -408,7 +417,9 @@ fn measured_trace(s: &Scenario, sim: &Trace, r: &ProbeReport, samples: &[ApiSamp
         )
     });
     let on_grid = |ms: u64, kind: MediaKind, slot: usize| {
-        let shifted = (Micros::from_ms(ms).0 as f64 - phases[slot]).round().max(0.0) as u64;
+        let shifted = (Micros::from_ms(ms).0 as f64 - phases[slot])
+            .round()
+            .max(0.0) as u64;
         snap(Micros(shifted), period(kind))
     };
     let mut counters = [0u64; 2];
@@ -447,8 +458,16 @@ fn measured_trace(s: &Scenario, sim: &Trace, r: &ProbeReport, samples: &[ApiSamp
     }
     let zero_breakdown = super::client::SetupTimes::default().breakdown();
     // The stream time recorded (rates are over it).
-    let first = frames.iter().map(|f| f.dts_us).min().unwrap_or(Micros::ZERO);
-    let last = frames.iter().map(|f| f.dts_us).max().unwrap_or(Micros::ZERO);
+    let first = frames
+        .iter()
+        .map(|f| f.dts_us)
+        .min()
+        .unwrap_or(Micros::ZERO);
+    let last = frames
+        .iter()
+        .map(|f| f.dts_us)
+        .max()
+        .unwrap_or(Micros::ZERO);
     let recorded = Micros((last.0 - first.0).max(1) + (video_period as u64).max(1));
     Trace {
         scenario: s.name.clone(),
@@ -527,9 +546,7 @@ fn http_body(response: &[u8]) -> Result<Vec<u8>> {
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        bail!(
-            "HTTP {status} (is the stream published to that server?)"
-        );
+        bail!("HTTP {status} (is the stream published to that server?)");
     }
     let body = &response[split + 4..];
     if !head.contains("transfer-encoding: chunked") {
@@ -573,7 +590,8 @@ mod tests {
     fn http_bodies_plain_and_chunked() {
         let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(http_body(plain).unwrap(), b"{}");
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n1\r\n}\r\n0\r\n\r\n";
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n1\r\n}\r\n0\r\n\r\n";
         assert_eq!(http_body(chunked).unwrap(), b"{\"}");
         assert!(http_body(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
     }
@@ -604,7 +622,11 @@ mod tests {
                 timestamp_ms: 10_000 + ts,
                 coded: true,
                 keyframe: i % 60 == 0,
-                composition_ms: if i % 4 == 1 { 133 } else { 33 },
+                composition_ms: match i % 4 {
+                    _ if i % 60 == 0 => 67,
+                    1 => 167,
+                    _ => 33,
+                },
                 size_bytes: 10_000,
                 frame_type: None,
                 at: now + Duration::from_millis(u64::from(ts) + 50),
@@ -626,11 +648,18 @@ mod tests {
         assert_eq!(s.encoder.fps, 30.0);
         assert_eq!(s.rate_control.bitrate_kbps, 2500.0);
         assert_eq!(s.encoder.keyframe_interval_frames, 60);
-        assert_eq!(s.encoder.bframes, 3, "cts 133 ms = 4 frames");
+        assert_eq!(
+            s.encoder.bframes, 3,
+            "P at 5 frames, keyframe at 2 (B-pyramid)"
+        );
         assert!(s.audio.enabled);
         assert_eq!(s.audio.sample_rate_hz, 44100);
         // The stream started ~10 s before the probe joined.
-        assert!((s.players.join_at_s - 10.0).abs() < 0.2, "{}", s.players.join_at_s);
+        assert!(
+            (s.players.join_at_s - 10.0).abs() < 0.2,
+            "{}",
+            s.players.join_at_s
+        );
         assert!(s.validate().is_ok());
     }
 }

@@ -44,7 +44,7 @@ struct BitWriter {
 
 impl BitWriter {
     fn bit(&mut self, b: u32) {
-        if self.bits % 8 == 0 {
+        if self.bits.is_multiple_of(8) {
             self.bytes.push(0);
         }
         if b != 0 {
@@ -231,10 +231,7 @@ pub fn aac_sequence_header(sample_rate_hz: u32) -> Bytes {
     const RATES: [u32; 13] = [
         96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
     ];
-    let index = RATES
-        .iter()
-        .position(|&r| r == sample_rate_hz)
-        .unwrap_or(3) as u16;
+    let index = RATES.iter().position(|&r| r == sample_rate_hz).unwrap_or(3) as u16;
     let asc: u16 = (2 << 11) | (index << 7) | (2 << 3); // object type 2 (LC), 2 channels
     let [a, b] = asc.to_be_bytes();
     Bytes::from(vec![0xAF, 0x00, a, b])
@@ -418,7 +415,11 @@ mod tests {
         let tag = flv::parse_video_tag(&seq).unwrap();
         assert!(tag.sequence_header);
         assert!(flv::parse_avc_config(&seq[tag.body.clone()]).is_ok());
-        for (ft, key) in [(FrameType::I, true), (FrameType::P, false), (FrameType::B, false)] {
+        for (ft, key) in [
+            (FrameType::I, true),
+            (FrameType::P, false),
+            (FrameType::B, false),
+        ] {
             let f = video_frame(ft, key, 67, 5000);
             assert_eq!(f.len(), 5 + 5000);
             let tag = flv::parse_video_tag(&f).unwrap();
@@ -426,7 +427,10 @@ mod tests {
             assert_eq!(tag.composition_time_ms, 67);
             assert_eq!(super::super::source::avc_slice_type(&f[5..]), Some(ft));
         }
-        assert_eq!(video_frame(FrameType::P, false, 0, 3).len(), 5 + MIN_VIDEO_BYTES as usize);
+        assert_eq!(
+            video_frame(FrameType::P, false, 0, 3).len(),
+            5 + MIN_VIDEO_BYTES as usize
+        );
         let a = audio_frame(371);
         assert_eq!(a.len(), 373);
         assert!(!flv::parse_audio_tag(&a).unwrap().sequence_header);
@@ -454,7 +458,9 @@ mod tests {
                 let header = if t.kind == MediaKind::Video { 5 } else { 2 };
                 assert_eq!(
                     t.payload.len() as u32,
-                    f.size_bytes.max(if header == 5 { MIN_VIDEO_BYTES } else { 0 }) + header
+                    f.size_bytes
+                        .max(if header == 5 { MIN_VIDEO_BYTES } else { 0 })
+                        + header
                 );
             }
         }

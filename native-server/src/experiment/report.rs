@@ -46,16 +46,8 @@ pub const SPANS: [(&str, Field, Field); 4] = [
         |f| f.captured_us,
         |f| f.encoded_us,
     ),
-    (
-        "capture→publisher send",
-        |f| f.captured_us,
-        |f| f.sent_us,
-    ),
-    (
-        "publisher→server",
-        |f| f.sent_us,
-        |f| f.server_arrival_us,
-    ),
+    ("capture→publisher send", |f| f.captured_us, |f| f.sent_us),
+    ("publisher→server", |f| f.sent_us, |f| f.server_arrival_us),
     (
         "server→player",
         |f| f.server_arrival_us,
@@ -300,8 +292,12 @@ pub fn table(o: &Outcome) -> String {
     let _ = writeln!(
         out,
         "{:<40} {:>6}  {:^23}  {:^23}  {:^13}  {:>6}",
-        "per-frame latency, ms", "frames", "simulated p50 p95 p99", "measured p50 p95 p99",
-        "|err| p50 p95", "bias"
+        "per-frame latency, ms",
+        "frames",
+        "simulated p50 p95 p99",
+        "measured p50 p95 p99",
+        "|err| p50 p95",
+        "bias"
     );
     let replayed = i.publisher == "replay";
     for kind in [MediaKind::Video, MediaKind::Audio] {
@@ -391,7 +387,10 @@ pub fn table(o: &Outcome) -> String {
             let _ = writeln!(
                 out,
                 "  {:<28} {:>10.2} {:>10.2} {:>+10.2}",
-                "join → first keyframe", a, b, a - b
+                "join → first keyframe",
+                a,
+                b,
+                a - b
             );
         }
         (a, b) => {
@@ -410,7 +409,10 @@ pub fn table(o: &Outcome) -> String {
         let _ = writeln!(
             out,
             "  {:<28} {:>10.2} {:>10.2} {:>+10.2}",
-            "publisher set-up total", a, b, a - b
+            "publisher set-up total",
+            a,
+            b,
+            a - b
         );
     } else {
         let _ = writeln!(
@@ -422,7 +424,11 @@ pub fn table(o: &Outcome) -> String {
 
     let st = stream_comparison(&o.simulated, &o.measured);
     let _ = writeln!(out);
-    let _ = writeln!(out, "{:<30} {:>10} {:>10}", "stream", "simulated", "measured");
+    let _ = writeln!(
+        out,
+        "{:<30} {:>10} {:>10}",
+        "stream", "simulated", "measured"
+    );
     let pct = |at: u64, of: u64| {
         if of > 0 {
             format!(" ({:.1} %)", at as f64 * 100.0 / of as f64)

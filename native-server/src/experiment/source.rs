@@ -106,7 +106,10 @@ pub fn avc_slice_type(nal_data: &[u8]) -> Option<FrameType> {
                     zeros = if b == 0 { zeros + 1 } else { 0 };
                     rbsp.push(b);
                 }
-                let mut bits = BitReader { data: &rbsp, pos: 0 };
+                let mut bits = BitReader {
+                    data: &rbsp,
+                    pos: 0,
+                };
                 let _first_mb = bits.ue()?;
                 return match bits.ue()? % 5 {
                     0 | 3 => Some(FrameType::P),
@@ -222,7 +225,9 @@ pub fn ffmpeg_args(s: &Scenario) -> Vec<String> {
     if s.audio.enabled {
         push(&["-map", "1:a"]);
     }
-    push(&["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]);
+    push(&[
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+    ]);
     if e.zerolatency {
         push(&["-tune", "zerolatency"]);
     }
@@ -245,7 +250,12 @@ pub fn ffmpeg_args(s: &Scenario) -> Vec<String> {
     let vbv = rc.vbv_buffer_kbits > 0.0;
     match rc.mode {
         RateControlMode::Cbr => {
-            push(&["-b:v", &kbps(rc.bitrate_kbps), "-maxrate", &kbps(rc.bitrate_kbps)]);
+            push(&[
+                "-b:v",
+                &kbps(rc.bitrate_kbps),
+                "-maxrate",
+                &kbps(rc.bitrate_kbps),
+            ]);
             push(&["-bufsize", &kbps(rc.vbv_buffer_kbits.max(1.0))]);
             if rc.filler {
                 x264_params.push("nal-hrd=cbr".into());
@@ -254,13 +264,23 @@ pub fn ffmpeg_args(s: &Scenario) -> Vec<String> {
         RateControlMode::Abr | RateControlMode::Vbr => {
             push(&["-b:v", &kbps(rc.bitrate_kbps)]);
             if vbv {
-                push(&["-maxrate", &kbps(max_rate), "-bufsize", &kbps(rc.vbv_buffer_kbits)]);
+                push(&[
+                    "-maxrate",
+                    &kbps(max_rate),
+                    "-bufsize",
+                    &kbps(rc.vbv_buffer_kbits),
+                ]);
             }
         }
         RateControlMode::CappedCrf => {
             push(&["-crf", &fmt_num(rc.crf)]);
             if vbv {
-                push(&["-maxrate", &kbps(max_rate), "-bufsize", &kbps(rc.vbv_buffer_kbits)]);
+                push(&[
+                    "-maxrate",
+                    &kbps(max_rate),
+                    "-bufsize",
+                    &kbps(rc.vbv_buffer_kbits),
+                ]);
             }
         }
         RateControlMode::Cqp => push(&["-qp", &fmt_num(rc.qp.round())]),
@@ -271,9 +291,26 @@ pub fn ffmpeg_args(s: &Scenario) -> Vec<String> {
     push(&["-x264-params", &x264_params.join(":")]);
     if s.audio.enabled {
         let ar = s.audio.sample_rate_hz.to_string();
-        push(&["-c:a", "aac", "-b:a", &kbps(s.audio.bitrate_kbps), "-ar", &ar, "-ac", "2"]);
+        push(&[
+            "-c:a",
+            "aac",
+            "-b:a",
+            &kbps(s.audio.bitrate_kbps),
+            "-ar",
+            &ar,
+            "-ac",
+            "2",
+        ]);
     }
-    push(&["-flush_packets", "1", "-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1"]);
+    push(&[
+        "-flush_packets",
+        "1",
+        "-flvflags",
+        "no_duration_filesize",
+        "-f",
+        "flv",
+        "pipe:1",
+    ]);
     a
 }
 
@@ -325,8 +362,14 @@ pub async fn run_ffmpeg(
                  --publisher replay)"
             )
         })?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no ffmpeg stdout"))?;
-    let mut stderr = child.stderr.take().ok_or_else(|| anyhow!("no ffmpeg stderr"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no ffmpeg stdout"))?;
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no ffmpeg stderr"))?;
     let stderr_task = tokio::spawn(async move {
         let mut text = Vec::new();
         let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut text).await;
@@ -498,7 +541,10 @@ mod tests {
         }
         let s = sim_core::scenario::preset("low-latency").unwrap();
         let a = ffmpeg_args(&s).join(" ");
-        assert!(a.contains("-tune zerolatency") && a.contains("-bf 0"), "{a}");
+        assert!(
+            a.contains("-tune zerolatency") && a.contains("-bf 0"),
+            "{a}"
+        );
     }
 
     #[tokio::test]
@@ -507,7 +553,15 @@ mod tests {
         let mut tag = |t: u8, ts: u32, body: &[u8]| {
             let n = body.len();
             flv.extend([t, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-            flv.extend([(ts >> 16) as u8, (ts >> 8) as u8, ts as u8, (ts >> 24) as u8, 0, 0, 0]);
+            flv.extend([
+                (ts >> 16) as u8,
+                (ts >> 8) as u8,
+                ts as u8,
+                (ts >> 24) as u8,
+                0,
+                0,
+                0,
+            ]);
             flv.extend(body);
             flv.extend(((n + 11) as u32).to_be_bytes());
         };

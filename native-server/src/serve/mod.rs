@@ -83,8 +83,8 @@ pub async fn bind_with_listener(
 ) -> Result<RunningServer> {
     settings.validate()?;
     rtmp.set_nonblocking(true)?;
-    let rtmp = tokio::net::TcpListener::from_std(rtmp)
-        .context("while registering the RTMP listener")?;
+    let rtmp =
+        tokio::net::TcpListener::from_std(rtmp).context("while registering the RTMP listener")?;
     bind_http(settings, rtmp).await
 }
 

@@ -219,6 +219,37 @@ fn the_seed_example_overloads_every_player() {
 }
 
 #[test]
+fn batching_arrivals_changes_nothing() {
+    // Players never interact, so running each through a batch of arrivals before the next
+    // player gives the trace of one arrival at a time in global time order (batch of 1):
+    // an overloaded audience with server drops and full sockets, write coalescing, players
+    // joining one after another, Nagle on the server's sockets, a lossy downlink.
+    let mut seed = short("seed-example", 6.0);
+    seed.players.count = 12;
+    let mut coalesced = short("obs-default", 12.0);
+    coalesced.server.coalesce_ms = 120.0;
+    coalesced.players.count = 5;
+    coalesced.players.join_spread_s = 4.0;
+    coalesced.server_tcp.nodelay = false;
+    let mut lossy = short("mobile-3g", 12.0);
+    lossy.downlink.loss = crate::net::LossConfig::Bernoulli { p: 0.02 };
+    lossy.players.count = 4;
+    lossy.players.join_spread_s = 3.0;
+    for s in [seed, coalesced, lossy] {
+        let run = |batch: usize| {
+            let mut e = Engine::new(&s);
+            e.batch_max = batch;
+            while !e.step(usize::MAX).done {}
+            e.into_trace().to_json()
+        };
+        let reference = run(1);
+        for batch in [2, 7, BATCH] {
+            assert!(run(batch) == reference, "{}: batch {batch} differs", s.name);
+        }
+    }
+}
+
+#[test]
 fn stepping_in_slices_gives_the_same_trace() {
     let s = short("twitch", 8.0);
     let whole = Engine::run(&s).to_json();
