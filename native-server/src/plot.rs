@@ -274,7 +274,7 @@ fn time_chart<'a, 'b>(
 }
 
 /// `rtmp-lab experiment`'s chart: one panel per span, each with its lines (simulated over
-/// measured), under one title that names the link.
+/// measured), under a title of up to two lines (the second names the link).
 pub fn experiment_svg(
     path: &Path,
     title: &str,
@@ -284,7 +284,14 @@ pub fn experiment_svg(
     let root = SVGBackend::new(path, (1200, 60 + 320 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(60);
-    head.titled(title, ("sans-serif", 16)).map_err(err)?;
+    for (i, line) in title.lines().take(2).enumerate() {
+        head.draw(&Text::new(
+            line.to_owned(),
+            (10, 8 + 24 * i as i32),
+            ("sans-serif", if i == 0 { 18 } else { 14 }),
+        ))
+        .map_err(err)?;
+    }
     let areas = body.split_evenly((rows, 1));
     for (panel, area) in panels.iter().zip(areas.iter()) {
         let sets: Vec<&[(f64, f64)]> = panel.lines.iter().map(|l| l.points.as_slice()).collect();

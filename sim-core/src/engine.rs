@@ -361,6 +361,10 @@ struct Arrival {
     info: MediaInfo,
     /// Its write to a player's socket, costed once for all the (identical) downlinks.
     write: PreparedWrite,
+    /// Written to the publisher's socket (for the delivery latency).
+    written: Micros,
+    /// A frame (not a header or metadata): it counts in the statistics.
+    is_frame: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -657,6 +661,8 @@ impl Engine {
                 at: t,
                 info: m.info,
                 write: self.subs[0].downlink.prepare(m.wire_down),
+                written: m.written,
+                is_frame: m.record != NO_RECORD,
             });
             next = Some(i + 1);
             self.next_arrival = i + 1;
@@ -703,7 +709,7 @@ impl Engine {
             let (now, id, info) = (a.at, a.id, a.info);
             let this_jitter = ahead;
             ahead = match batch.get(k + 1) {
-                Some(_) => JitterAhead::NONE,
+                Some(b) => sub.downlink.jitter_ahead(&b.write, 1),
                 None => JitterAhead::NONE,
             };
             // The common case, taken without the round trip through the queue: nothing is
@@ -716,7 +722,30 @@ impl Engine {
                 let delivered_at =
                     sub.downlink
                         .send_prepared_ahead(now, &a.write, next, &this_jitter);
-                self.on_delivered(p, id, now, a.write.bytes(), delivered_at);
+                if p == 0 {
+                    self.on_delivered(p, id, now, a.write.bytes(), delivered_at);
+                    continue;
+                }
+                // `on_delivered` for everyone but the probe, inline: this is the engine's
+                // innermost loop.
+                self.audience.egress_bytes += a.write.bytes() as u64;
+                if !a.is_frame {
+                    continue;
+                }
+                self.audience.frames_delivered += 1;
+                self.delivery_hist
+                    .record_us(delivered_at.saturating_sub(a.written).0);
+                follower_arrival(
+                    &mut sub.player,
+                    &self.play_origin,
+                    &mut self.g2g_hist,
+                    delivered_at,
+                    id,
+                    info.timestamp,
+                );
+                if sub.player.stats().rebuffer_count > sub.rebuffers_seen {
+                    self.note_rebuffers(p, delivered_at);
+                }
                 continue;
             }
             let mut purged = std::mem::take(&mut self.purged);
@@ -892,18 +921,14 @@ impl Engine {
         let ts = msg.info.timestamp;
         if p != 0 {
             // Everyone but the probe: only the audience statistics.
-            let origins = &self.play_origin;
-            let g2g = &mut self.g2g_hist;
-            sub.player
-                .on_arrival_with(delivered_at, id, ts, &mut |id, outcome| {
-                    if let PlayOutcome::Played { at } = outcome {
-                        let origin = origins.get(id as usize).copied().unwrap_or(i64::MAX);
-                        if origin != i64::MAX {
-                            // = (at + pts − dts) − captured, floored at 0, as for the probe.
-                            g2g.record_us((at.0 as i64).saturating_sub(origin).max(0) as u64);
-                        }
-                    }
-                });
+            follower_arrival(
+                &mut sub.player,
+                &self.play_origin,
+                &mut self.g2g_hist,
+                delivered_at,
+                id,
+                ts,
+            );
             if sub.player.stats().rebuffer_count > sub.rebuffers_seen {
                 self.note_rebuffers(p, delivered_at);
             }
@@ -1033,6 +1058,28 @@ impl Engine {
             uplink_capacity_kbps: self.s.uplink.bottleneck_kbps,
         }
     }
+}
+
+/// A frame reached a player other than the probe: the player decides, and the frames it shows
+/// count in the audience's glass-to-glass histogram (`origins`: [`Engine::play_origin`]).
+#[inline(always)]
+fn follower_arrival(
+    player: &mut Player<u32>,
+    origins: &[i64],
+    g2g: &mut LatencyHistogram,
+    delivered_at: Micros,
+    id: u32,
+    ts: Micros,
+) {
+    player.on_arrival_with(delivered_at, id, ts, &mut |id, outcome| {
+        if let PlayOutcome::Played { at } = outcome {
+            let origin = origins.get(id as usize).copied().unwrap_or(i64::MAX);
+            if origin != i64::MAX {
+                // = (at + pts − dts) − captured, floored at 0, as for the probe.
+                g2g.record_us((at.0 as i64).saturating_sub(origin).max(0) as u64);
+            }
+        }
+    });
 }
 
 /// Runs `s` to completion: shorthand for [`Engine::run`].

@@ -37,7 +37,9 @@ Commands:
               wasm-opt); installs the wasm32 target, the matching wasm-bindgen-cli and
               binaryen (npm) when missing. Prints the wasm size.
   test-web    Only the browser steps of `test` (wasm-bindgen-test, the end-to-end test).
-  bench       Criterion benchmarks (sim-core engine: one hour of 60 fps video to 100 players).
+  bench       Criterion benchmarks: sim-core's engine (one hour of 60 fps video to 100
+              players), then native-server's codec (chunk writer and reader beside memcpy,
+              fan-out per player). Arguments go to criterion (e.g. a filter).
   bench-peers [--quick] [--points 100,500,1000,2000] [--duration S] [--write-coalescing-ms MS]
               rtmp-lab serve side by side with nginx-rtmp (worker_processes 1), each pinned
               to core 0 and driven by `rtmp-lab bench` pinned to core 1: server CPU, CPU per
@@ -274,7 +276,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         c.arg("--").args(args);
     }
-    run("criterion benchmarks", &mut c)
+    run("criterion benchmarks (sim-core engine)", &mut c)?;
+    let mut c = cargo();
+    c.args(["bench", "-p", "native-server", "--bench", "codec"]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    run("criterion benchmarks (RTMP codec and fan-out)", &mut c)
 }
 
 // ---------------------------------------------------------------------------------------------

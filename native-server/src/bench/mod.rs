@@ -357,6 +357,9 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     let workers: Vec<Worker> = (0..args.threads)
         .map(|i| Worker::spawn(i, shared.clone(), args.batch_us))
         .collect::<Result<_>>()?;
+    // Above the player threads from here on (the connectors inherit it): see
+    // `timeline::raise_thread_priority`.
+    timeline::raise_thread_priority();
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let ramp_start = shared.clock.now_us();

@@ -102,7 +102,7 @@ impl Publisher {
         report: &mut PublisherReport,
     ) -> Result<()> {
         set_timer_slack_ns(1_000);
-        raise_own_priority();
+        super::timeline::raise_thread_priority();
         let clock = shared.clock;
         let sid = self.stream_id;
         let start_us = clock.now_us();
@@ -170,30 +170,6 @@ impl Publisher {
         self.bytes_sent
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-/// Puts the calling (publisher) thread ahead of the player threads: a saturated player thread
-/// must not delay the clip's schedule (that would hide the saturation as lower load). Under
-/// SCHED_FIFO/RR (`chrt`), one real-time priority step above the process's; otherwise 5 nice
-/// steps down, which needs privilege and is skipped without it.
-fn raise_own_priority() {
-    // SAFETY: sched_getscheduler/getparam/setscheduler and setpriority on this thread (tid 0
-    // = the caller) with a valid, live sched_param.
-    unsafe {
-        let policy = libc::sched_getscheduler(0);
-        if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
-            let mut param: libc::sched_param = std::mem::zeroed();
-            if libc::sched_getparam(0, &mut param) == 0 {
-                let max = libc::sched_get_priority_max(policy);
-                param.sched_priority = (param.sched_priority + 1).min(max);
-                libc::sched_setscheduler(0, policy, &param);
-            }
-        } else {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice - 5);
-        }
     }
 }
 

@@ -61,6 +61,32 @@ impl Default for Clock {
     }
 }
 
+/// Puts the calling thread one step ahead of the player threads, so that a saturated player
+/// thread can starve neither the publisher's schedule (that would hide the saturation as a
+/// lighter load) nor the connectors and the sampler. Under SCHED_FIFO/RR (`chrt`), where an
+/// equally ranked busy thread is never preempted, one real-time priority step up; otherwise
+/// five nice steps down, which needs privilege and is skipped without it. Threads spawned
+/// afterwards by this thread inherit it.
+pub fn raise_thread_priority() {
+    // SAFETY: sched_getscheduler/getparam/setscheduler and get/setpriority on the calling
+    // thread (pid 0 / its tid) with a valid, live sched_param.
+    unsafe {
+        let policy = libc::sched_getscheduler(0);
+        if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
+            let mut param: libc::sched_param = std::mem::zeroed();
+            if libc::sched_getparam(0, &mut param) == 0 {
+                let max = libc::sched_get_priority_max(policy);
+                param.sched_priority = (param.sched_priority + 1).min(max);
+                libc::sched_setscheduler(0, policy, &param);
+            }
+        } else {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice - 5);
+        }
+    }
+}
+
 /// Slots of the send table: one per millisecond of RTMP time, reused after 2^20 ms (17.5
 /// minutes); a player that far behind is long past keeping up, and the length check catches
 /// a stale slot.

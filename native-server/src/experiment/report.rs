@@ -540,11 +540,12 @@ fn span_points(t: &Trace, kind: MediaKind, from: Field, to: Field) -> Vec<(f64, 
         .collect()
 }
 
-/// The chart: per-frame video latency, simulated over measured, one panel per span both
-/// traces observe (send → player, send → server, server → player).
+/// The chart's title (two lines: the run, then the link) and panels: per-frame video latency,
+/// simulated over measured, one panel per span both traces observe (send → player,
+/// send → server, server → player).
 pub fn chart(o: &Outcome) -> (String, Vec<ChartPanel>) {
     let title = format!(
-        "{} (seed {}): per-frame video latency, simulated vs measured — link: {}",
+        "{} (seed {}): per-frame video latency, simulated vs measured\nlink: {}",
         o.scenario.name, o.scenario.seed, o.info.link
     );
     let spans: [(&str, Field, Field); 3] = [
