@@ -17,12 +17,14 @@
 //!   socket read would, then into the message) and allocates one buffer per message.
 //! - `fanout`: what the server does per player per message, with the public pieces it is built
 //!   from: a `Bytes` clone pushed into the player's `SubscriberQueue` (sim-core) under its own
-//!   `Mutex`, then the writer's side, `flush_at` + `pop_batch` into a reused batch and the
-//!   `IoSlice` array handed to `writev`; beside it the floor of sharing, a bare `Bytes` clone and
-//!   drop. Throughput counts players, so criterion's time per element is the cost per player
-//!   per message. (`serve::outbox::Outbox` and its `Doorbell` are private to the crate, so the
-//!   writer task's wake-up, one atomic swap when already rung, is not in this figure; the
-//!   in-crate `serve::tests::fan_out_cost` measures the real `Relay::publish_media` path.)
+//!   `Mutex`, then the writer's side under the lock, `flush_at` + `pop_batch` into a reused
+//!   batch (`queue_push_pop`), plus the `IoSlice` array handed to `writev`
+//!   (`queue_push_pop_iovec`); beside them the floor of sharing, a bare `Bytes` clone and drop
+//!   (`bytes_clone_drop`). Throughput counts players, so the time per element is the cost per
+//!   player per message. Not in these figures: the writer task's wake-up
+//!   (`serve::outbox::Doorbell`, private to the crate, like `Outbox`, which `Relay::play`
+//!   needs; so the real `Relay::publish_media` path cannot be driven from a bench target: the
+//!   in-crate `serve::tests::fan_out_cost` measures it) and the `writev` syscall itself.
 //!
 //! Run: `cargo bench -p native-server --bench codec` (or `cargo xtask bench`); quicker:
 //! `cargo bench -p native-server --bench codec -- --warm-up-time 1 --measurement-time 3`.
@@ -68,6 +70,9 @@ const PLAYER_COUNTS: [usize; 2] = [100, 1000];
 /// The server writer's batch bound and iovec count (`serve::outbox`).
 const WRITE_BATCH_BYTES: u64 = 256 * 1024;
 const MAX_IOVECS: usize = 64;
+/// A 30 fps video frame interval: the fan-out sends one P frame per round, 33 ms of media time
+/// apart (the queues' duration bound stays idle).
+const FRAME_INTERVAL: Micros = Micros::from_ms(33);
 
 /// One media message of the GOP; its payload is a range of [`Gop::payloads`].
 struct Message {
@@ -87,6 +92,23 @@ struct Gop {
 impl Gop {
     fn payload(&self, m: &Message) -> &[u8] {
         self.payloads.get(m.payload.clone()).unwrap_or(&[])
+    }
+
+    /// Appends every message chunked at `chunk_size` with `chunk_message` (what the relay does
+    /// per message, without the per-message buffer).
+    fn chunk_into(&self, out: &mut BytesMut, chunk_size: u32) {
+        for m in &self.messages {
+            chunk_message(
+                out,
+                m.csid,
+                m.timestamp_ms,
+                m.type_id,
+                STREAM_ID,
+                self.payload(m),
+                chunk_size,
+            )
+            .expect("chunk");
+        }
     }
 
     /// The whole GOP chunked at `chunk_size` the way a publisher's stream arrives at the
@@ -185,29 +207,19 @@ fn writer(c: &mut Criterion) {
             .sum::<Result<usize, _>>()
             .expect("chunked length");
         let mut out = BytesMut::with_capacity(wire);
+        gop.chunk_into(&mut out, chunk_size);
+        assert_eq!(out.len(), wire, "the writer wrote what chunked_len says");
         group.bench_with_input(
             BenchmarkId::new("chunk_message", chunk_size),
             &chunk_size,
             |b, &chunk_size| {
                 b.iter(|| {
                     out.clear();
-                    for m in &gop.messages {
-                        chunk_message(
-                            &mut out,
-                            m.csid,
-                            m.timestamp_ms,
-                            m.type_id,
-                            STREAM_ID,
-                            black_box(gop.payload(m)),
-                            chunk_size,
-                        )
-                        .expect("chunk");
-                    }
+                    black_box(&gop).chunk_into(&mut out, chunk_size);
                     black_box(&mut out);
                 })
             },
         );
-        assert_eq!(out.len(), wire, "the writer wrote what chunked_len says");
     }
 
     for chunk_size in WRITER_CHUNK_SIZES {
@@ -334,50 +346,81 @@ fn fanout(c: &mut Criterion) {
             .collect();
         let mut batch: VecDeque<Bytes> = VecDeque::with_capacity(MAX_IOVECS);
         let mut timestamp = Micros::ZERO;
+        let size_bytes = message.wire_len() as u32;
+        // One round outside the measurement: every player gets the message and writes it.
+        timestamp += FRAME_INTERVAL;
+        fan_out_round::<true>(&queues, &mut batch, timestamp, &shared, size_bytes);
+        let delivered: u64 = queues
+            .iter()
+            .map(|q| q.lock().map(|q| q.stats().delivered).unwrap_or(0))
+            .sum();
+        assert_eq!(delivered, players as u64, "every player popped the message");
+        group.bench_with_input(
+            BenchmarkId::new("queue_push_pop", players),
+            &players,
+            |b, _| {
+                b.iter(|| {
+                    timestamp += FRAME_INTERVAL;
+                    fan_out_round::<false>(&queues, &mut batch, timestamp, &shared, size_bytes);
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("queue_push_pop_iovec", players),
             &players,
             |b, _| {
                 b.iter(|| {
-                    // One P frame every 33 ms of media time (the duration bound stays idle).
-                    timestamp += Micros::from_ms(33);
-                    let info = MediaInfo {
-                        kind: MediaKind::Video,
-                        keyframe: false,
-                        sequence_header: false,
-                        timestamp,
-                        size_bytes: message.wire_len() as u32,
-                    };
-                    for q in &queues {
-                        let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
-                        black_box(q.push(timestamp, info, shared.clone()));
-                    }
-                    for q in &queues {
-                        {
-                            let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
-                            if q.flush_at().is_some_and(|at| at <= timestamp) {
-                                q.pop_batch(WRITE_BATCH_BYTES, |_, b| batch.push_back(b));
-                            }
-                        }
-                        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                        let mut count = 0;
-                        for (slot, buf) in slices.iter_mut().zip(batch.iter()) {
-                            *slot = IoSlice::new(buf);
-                            count += 1;
-                        }
-                        black_box(&slices[..count]);
-                        batch.clear();
-                    }
+                    timestamp += FRAME_INTERVAL;
+                    fan_out_round::<true>(&queues, &mut batch, timestamp, &shared, size_bytes);
                 })
             },
         );
-        let delivered: u64 = queues
-            .iter()
-            .map(|q| q.lock().map(|q| q.stats().delivered).unwrap_or(0))
-            .sum();
-        assert!(delivered > 0, "every pushed message was popped");
     }
     group.finish();
+}
+
+/// One message to every player, then every player's writer round: the message (a `Bytes`
+/// clone, P frame) pushed into each queue under its lock; then per player, under the lock,
+/// `flush_at` and `pop_batch` into the writer's reused batch, and (`IOVECS`) the `IoSlice`
+/// array `writev` would get, built as `serve::outbox` builds it.
+fn fan_out_round<const IOVECS: bool>(
+    queues: &[Mutex<SubscriberQueue<Bytes>>],
+    batch: &mut VecDeque<Bytes>,
+    timestamp: Micros,
+    shared: &Bytes,
+    size_bytes: u32,
+) {
+    let info = MediaInfo {
+        kind: MediaKind::Video,
+        keyframe: false,
+        sequence_header: false,
+        timestamp,
+        size_bytes,
+    };
+    for q in queues {
+        let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+        black_box(q.push(timestamp, info, shared.clone()));
+    }
+    for q in queues {
+        {
+            let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+            if q.flush_at().is_some_and(|at| at <= timestamp) {
+                q.pop_batch(WRITE_BATCH_BYTES, |_, b| batch.push_back(b));
+            }
+        }
+        if IOVECS {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, buf) in slices.iter_mut().zip(batch.iter()) {
+                *slot = IoSlice::new(buf);
+                count += 1;
+            }
+            black_box(&slices[..count]);
+        } else {
+            black_box(&*batch);
+        }
+        batch.clear();
+    }
 }
 
 criterion_group!(benches, writer, reader, fanout);

@@ -443,9 +443,15 @@ fn fast_exp2(x: f32) -> f32 {
 #[inline(always)]
 fn max_jitter_units(dist: JitterDistribution, n: u64, rng: &mut SimRng) -> f64 {
     if dist == JitterDistribution::Uniform {
-        return max_uniform_units(n, rng.next_u32());
+        return max_uniform_units(n, packets_reciprocal(n), rng.next_u32());
     }
     max_jitter_units_tailed(dist, n, rng)
+}
+
+/// 1/n in f32, the exponent [`max_uniform_units`] raises W to.
+#[inline(always)]
+fn packets_reciprocal(n: u64) -> f32 {
+    1.0 / n.min(1 << 24) as u32 as f32
 }
 
 /// The largest of `n` uniform samples on [−1, 1), from one 32-bit word `x`: 2·W^(1/n) − 1.
@@ -453,14 +459,15 @@ fn max_jitter_units(dist: JitterDistribution, n: u64, rng: &mut SimRng) -> f64 {
 /// 32 bits) and a polynomial log2/exp2 (relative error < 1e-4, i.e. under a microsecond of a
 /// 10 ms jitter) is plenty; it is ~10× cheaper than libm on this hot path (one call per message
 /// per path) and, being plain IEEE arithmetic, gives the same bits on every platform.
+/// `inv_n` is [`packets_reciprocal`]`(n)`.
 #[inline(always)]
-fn max_uniform_units(n: u64, x: u32) -> f64 {
+fn max_uniform_units(n: u64, inv_n: f32, x: u32) -> f64 {
     let v = if n <= 1 {
         x as f64 * (1.0 / 4_294_967_296.0)
     } else {
         // W on [0, 1) in the 24 bits an f32 holds exactly.
         let w = (x >> 8) as f32 * (1.0 / 16_777_216.0);
-        fast_exp2(fast_log2(w) / n as f32) as f64
+        fast_exp2(fast_log2(w) * inv_n) as f64
     };
     2.0 * v - 1.0
 }
@@ -823,7 +830,7 @@ impl Delivery {
 /// What the size of one write costs on a path, worked out once by [`TcpPath::prepare`] for
 /// writing the same message to many paths of the same configuration (the engine's fan-out to
 /// players behind identical downlinks) with [`TcpPath::send_prepared`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PreparedWrite {
     bytes: u32,
     /// ⌈bytes/MSS⌉.
@@ -832,6 +839,8 @@ pub struct PreparedWrite {
     ser_ns: u64,
     /// Packets that compete for the largest jitter: min(segments, jitter window).
     jitter_packets: u64,
+    /// Its reciprocal ([`packets_reciprocal`]).
+    jitter_inv: f32,
     /// [`TcpPath`]'s `shape_key`: a path with another key recomputes these.
     key: u64,
 }
@@ -1363,6 +1372,7 @@ impl TcpPath {
             segments,
             ser_ns: self.ser(bytes as u64, segments),
             jitter_packets: segments.min(self.jitter_window),
+            jitter_inv: packets_reciprocal(segments.min(self.jitter_window)),
             key: self.shape_key,
         }
     }
@@ -1398,7 +1408,11 @@ impl TcpPath {
                 JitterAhead {
                     draw: self.jitter_draws + after as u64,
                     packets: w.jitter_packets,
-                    delay_ns: self.jittered_delay_ns(max_uniform_units(w.jitter_packets, x)),
+                    delay_ns: self.jittered_delay_ns(max_uniform_units(
+                        w.jitter_packets,
+                        w.jitter_inv,
+                        x,
+                    )),
                 }
             }
             _ => JitterAhead::NONE,
@@ -2671,7 +2685,7 @@ mod fast_math_tests {
             worst_log = worst_log.max((fast_log2(w) as f64 - exact).abs());
             for n in [2u32, 3, 9, 40] {
                 let exact = libm::pow(w as f64, 1.0 / n as f64);
-                let approx = fast_exp2(fast_log2(w) / n as f32) as f64;
+                let approx = fast_exp2(fast_log2(w) * packets_reciprocal(n as u64)) as f64;
                 worst_pow = worst_pow.max(((approx - exact) / exact).abs());
             }
         }

@@ -53,10 +53,25 @@ pub enum ExperimentPublisher {
 }
 
 /// How `rtmp-lab experiment` runs this scenario for real.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentConfig {
     pub publisher: ExperimentPublisher,
+    /// `net.ipv4.tcp_congestion_control` of the link emulator's two namespaces. `reno` (the
+    /// default) is what [`crate::net::TcpPath`] models (slow start, no pacing, the Mathis rate
+    /// under loss); new namespaces would otherwise inherit the host's controller (BBR on the
+    /// lab's machines, whose pacing and PROBE_RTT the simulator does not model, MODELS §G).
+    /// Empty: keep the inherited one.
+    pub congestion_control: String,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        ExperimentConfig {
+            publisher: ExperimentPublisher::Replay,
+            congestion_control: "reno".into(),
+        }
+    }
 }
 
 /// The whole experiment.
@@ -144,6 +159,14 @@ impl Scenario {
                 self.players.join_spread_s,
                 0.0,
                 24.0 * 3600.0,
+            );
+        });
+        c.section("experiment", |c| {
+            let cc = &self.experiment.congestion_control;
+            c.ensure(
+                cc.len() <= 16 && cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "congestion_control",
+                "must be a kernel congestion-control name such as reno, cubic or bbr, or empty",
             );
         });
         c.into_errors()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench_peers;
+mod fidelity;
 mod notebooks;
 mod web;
 
@@ -25,7 +26,8 @@ Commands:
               in the browser = native; the lab's logic), and an end-to-end test of the page
               served by `rtmp-lab serve` (screenshots in target/screenshots). Installs
               chromium + chromium-driver (apt), wasm-bindgen-cli, playwright-core (npm ci).
-              Also runs the notebooks (see `notebooks`).
+              Also runs the notebooks (see `notebooks`) and the fidelity subset (see
+              `fidelity`; skipped when not root).
   fuzz [TARGET] [SECONDS]
               Runs the cargo-fuzz targets of native-server (chunk_reader, amf0, flv; all when
               TARGET is omitted or `all`) for SECONDS each (default 300) on the stable
@@ -52,6 +54,13 @@ Commands:
               when notebooks/requirements.txt changed); executed copies go to
               target/notebooks/. Fails naming the notebook and cell. Installs python3-venv
               (apt) when missing.
+  fidelity [--quick] [--out FILE] [--rows ID,…]
+              Simulated vs measured over the TUN link emulator (root, Linux): runs the
+              matrix of scenarios in xtask/src/fidelity.rs with `rtmp-lab experiment --link
+              emulated --publisher replay` (release build) and checks each row's steady-state
+              p50/p95 per-frame latency and start-up (bound: 10 % or 5 ms, whichever is
+              larger), plus the TCP Fast Open saving. Writes docs/fidelity.md (its generated block) and
+              target/fidelity/summary.json. --quick: the test subset, short, 25 %.
   help        This text.
 ";
 
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
         Some("bench-peers") => bench_peers::bench_peers(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("notebooks") => notebooks::run_notebooks(),
+        Some("fidelity") => fidelity::fidelity(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -209,6 +219,9 @@ fn test() -> Result<(), String> {
         cargo().args(["build", "-p", "native-server"]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
+    // Simulated vs measured over the link emulator: a short subset with a loose bound (skipped
+    // with a message when not root or without /dev/net/tun).
+    fidelity::quick_in_test(&root().join("target/debug/rtmp-lab"))?;
     // The notebooks run the debug rtmp-lab built above (notebooks/README.md).
     notebooks::run_notebooks()?;
     fuzz_quick()?;

@@ -64,8 +64,8 @@ pub struct ExperimentArgs {
     /// loopback, labelled, when it cannot run) or loopback without impairment.
     #[arg(long, value_enum, default_value = "emulated")]
     pub link: LinkChoice,
-    /// Directory for sim.json, measured.json, compare.json, latency.svg, experiment.json and
-    /// scenario.toml.
+    /// Directory for sim.json, measured.json, compare.json, latency.svg, experiment.json,
+    /// scenario.toml and fidelity.json.
     #[arg(long, value_name = "DIR", default_value = "experiment-out")]
     pub out: PathBuf,
     /// The ffmpeg executable.
@@ -190,7 +190,7 @@ pub fn run(
     println!();
     println!(
         "wrote {}/{{sim.json, measured.json, compare.json, latency.svg, experiment.json, \
-         scenario.toml}}",
+         scenario.toml, fidelity.json}}",
         args.out.display()
     );
     Ok(())

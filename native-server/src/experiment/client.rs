@@ -515,6 +515,12 @@ impl Client {
     pub fn unacknowledged_bytes(&self) -> Option<u64> {
         outq(&self.socket)
     }
+
+    /// Whether this connection's SYN carried data the server acknowledged: TCP Fast Open was
+    /// used (`None` when the kernel does not say).
+    pub fn fast_open_used(&self) -> Option<bool> {
+        super::link::syn_data_acked(&self.socket)
+    }
 }
 
 #[cfg(target_os = "linux")]

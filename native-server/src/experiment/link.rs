@@ -48,7 +48,42 @@ pub enum Link {
         emu: Box<Emulator>,
         uplink: sim_core::net::PathConfig,
         downlink: sim_core::net::PathConfig,
+        /// `net.ipv4.tcp_congestion_control` in both namespaces, as read back.
+        congestion_control: String,
     },
+}
+
+/// Sets the namespaces' congestion controller (`experiment.congestion_control`; empty keeps
+/// the host's, which new namespaces inherit) and returns what both sides use, as read back.
+#[cfg(target_os = "linux")]
+fn set_congestion_control(emu: &Emulator, wanted: &str) -> String {
+    use crate::emu::Side;
+    const KEY: &str = "net.ipv4.tcp_congestion_control";
+    let mut problems = Vec::new();
+    if !wanted.is_empty() {
+        for side in [Side::Server, Side::Client] {
+            if let Err(e) = emu.set_sysctl(side, KEY, wanted) {
+                problems.push(format!("{side:?}: {e}"));
+            }
+        }
+    }
+    let read = |side| emu.sysctl(side, KEY).map(|v| v.trim().to_owned());
+    let (srv, cli) = (read(Side::Server), read(Side::Client));
+    let mut label = match (srv, cli) {
+        (Ok(a), Ok(b)) if a == b => a,
+        (a, b) => format!("server {a:?}, clients {b:?}"),
+    };
+    if !problems.is_empty() {
+        label = format!("{label} (could not set {wanted}: {})", problems.join("; "));
+    } else if wanted.is_empty() {
+        label = format!("{label} (inherited from the host)");
+    }
+    label
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_congestion_control(_emu: &Emulator, _wanted: &str) -> String {
+    "unknown".into()
 }
 
 impl Link {
@@ -61,11 +96,16 @@ impl Link {
             },
             LinkChoice::Emulated => {
                 match Emulator::start(EmuConfig::from_scenario(s, max_duration)) {
-                    Ok(emu) => Link::Emulated {
-                        emu: Box::new(emu),
-                        uplink: s.uplink.clone(),
-                        downlink: s.downlink.clone(),
-                    },
+                    Ok(emu) => {
+                        let congestion_control =
+                            set_congestion_control(&emu, &s.experiment.congestion_control);
+                        Link::Emulated {
+                            emu: Box::new(emu),
+                            uplink: s.uplink.clone(),
+                            downlink: s.downlink.clone(),
+                            congestion_control,
+                        }
+                    }
                     Err(e) => Link::Loopback {
                         fallback_reason: Some(e.to_string()),
                     },
@@ -74,14 +114,29 @@ impl Link {
         }
     }
 
+    /// The congestion controller of the emulated namespaces (what was set, or what they
+    /// inherited, or why it could not be set); `None` on loopback.
+    pub fn congestion_control(&self) -> Option<&str> {
+        match self {
+            Link::Loopback { .. } => None,
+            Link::Emulated {
+                congestion_control, ..
+            } => Some(congestion_control),
+        }
+    }
+
     /// For every output: what the path was.
     pub fn label(&self) -> String {
         match self {
             Link::Loopback { .. } => LOOPBACK_LABEL.to_owned(),
             Link::Emulated {
-                uplink, downlink, ..
+                uplink,
+                downlink,
+                congestion_control,
+                ..
             } => format!(
-                "emulated (TUN relay, sim-core link model; uplink {}; downlink {})",
+                "emulated (TUN relay, sim-core link model; uplink {}; downlink {}; \
+                 congestion control {congestion_control})",
                 describe_path(uplink),
                 describe_path(downlink)
             ),
@@ -136,11 +191,18 @@ impl Link {
     /// role's address in the client namespace) with TCP_NODELAY as given; returns the stream
     /// and how long `connect` took. Needs tokio's multi-threaded runtime (the emulated connect
     /// blocks a worker in `block_in_place`).
+    ///
+    /// `fast_open`: the client side of TCP Fast Open (`TCP_FASTOPEN_CONNECT`, emulated link
+    /// only; the namespaces have `net.ipv4.tcp_fastopen = 3`). With a cookie from an earlier
+    /// connection to the server, `connect` returns at once and the first write (C0+C1) rides
+    /// on the SYN, so the TCP round trip is then counted in the RTMP handshake step; without
+    /// one, `connect` is an ordinary handshake that asks for a cookie.
     pub async fn connect(
         &self,
         role: Role,
         server: SocketAddr,
         nodelay: bool,
+        fast_open: bool,
     ) -> Result<(TcpStream, Duration)> {
         match self {
             Link::Loopback { .. } => {
@@ -160,7 +222,7 @@ impl Link {
                 // The blocking connect runs on a thread that enters the namespace; time it
                 // there, around connect() alone.
                 let (std_stream, took) = tokio::task::block_in_place(|| {
-                    emu.in_client_ns(|| connect_blocking(local, server, nodelay))
+                    emu.in_client_ns(|| connect_blocking(local, server, nodelay, fast_open))
                 })
                 .with_context(|| format!("while connecting to {server} from {local}"))?;
                 std_stream.set_nonblocking(true)?;
@@ -174,6 +236,7 @@ fn connect_blocking(
     local: Ipv4Addr,
     server: SocketAddr,
     nodelay: bool,
+    fast_open: bool,
 ) -> std::io::Result<(std::net::TcpStream, Duration)> {
     let socket = socket2::Socket::new(
         socket2::Domain::IPV4,
@@ -182,10 +245,73 @@ fn connect_blocking(
     )?;
     socket.bind(&SocketAddrV4::new(local, 0).into())?;
     socket.set_tcp_nodelay(nodelay)?;
+    if fast_open {
+        set_fast_open_connect(&socket)?;
+    }
     let start = Instant::now();
     socket.connect(&server.into())?;
     let took = start.elapsed();
     Ok((socket.into(), took))
+}
+
+/// `TCP_FASTOPEN_CONNECT` (Linux ≥ 4.11): `connect` is deferred to the first write, whose
+/// bytes go on the SYN when a cookie for the server is cached.
+#[cfg(target_os = "linux")]
+fn set_fast_open_connect(socket: &socket2::Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from a valid pointer of the given length; the fd is
+    // owned by `socket` for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN_CONNECT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_fast_open_connect(_socket: &socket2::Socket) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "TCP_FASTOPEN_CONNECT is Linux only",
+    ))
+}
+
+/// Whether the SYN of `socket`'s connection carried data that the server acknowledged (TCP Fast
+/// Open used: `TCPI_OPT_SYN_DATA` in `TCP_INFO`); `None` when it cannot be read.
+#[cfg(target_os = "linux")]
+pub fn syn_data_acked(socket: &impl std::os::fd::AsRawFd) -> Option<bool> {
+    const TCPI_OPT_SYN_DATA: u8 = 32;
+    // SAFETY: tcp_info is plain old data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a valid tcp_info, and updates
+    // `len`; the fd is owned by the caller's socket for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize > std::mem::offset_of!(libc::tcp_info, tcpi_options))
+        .then_some(info.tcpi_options & TCPI_OPT_SYN_DATA != 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn syn_data_acked<T>(_socket: &T) -> Option<bool> {
+    None
 }
 
 /// `20 ms, 20000 kb/s, jitter 2 ms, loss none`-style summary of a path.

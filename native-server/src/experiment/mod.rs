@@ -21,6 +21,7 @@
 //! | [`link`] | loopback or the TUN link emulator ([`crate::emu`]), and connecting through it |
 //! | [`measure`] | the measured [`Trace`] from the three vantage points |
 //! | [`report`] | the comparison table, the derived spans, the chart's data, the files |
+//! | [`fidelity`] | the run's steady-state p50/p95 and start-up, simulated vs measured (`fidelity.json`) |
 //! | [`observe`] | `--observe`: record a live stream (OBS), infer its scenario, compare |
 //!
 //! Time 0 of both traces is the instant the publisher starts connecting. The probes join at the
@@ -29,6 +30,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fidelity;
 pub mod link;
 pub mod measure;
 pub mod observe;
@@ -113,10 +115,30 @@ pub struct RunInfo {
     pub probe_errors: Vec<String>,
     pub publisher_error: Option<String>,
     pub emulator: Option<EmuStats>,
+    /// The emulated namespaces' congestion controller (`None` on loopback).
+    pub congestion_control: Option<String>,
+    /// Every probe's start-up, in join order (probe 0 is the one in `measured.json`); with
+    /// several probes, the later ones are repeat connections (TCP Fast Open cookies cached).
+    pub probe_startups: Vec<ProbeStartup>,
+    /// The publisher's connection used TCP Fast Open (kernel's `TCPI_OPT_SYN_DATA`).
+    pub publisher_fast_open_used: Option<bool>,
     /// Per frame, what the publisher's write did (µs since the origin): the trace keeps the
     /// start as `sent_us`; the end is when the last byte was accepted by the socket.
     pub publisher_writes: Vec<WriteTimes>,
     pub notes: Vec<String>,
+}
+
+/// One probe's start-up as measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeStartup {
+    pub index: usize,
+    /// When it started connecting, µs since the origin.
+    pub joined_us: Option<Micros>,
+    pub breakdown: sim_core::rtmp::StartupBreakdown,
+    /// Its SYN carried C0+C1 (TCP Fast Open used), as the kernel reports it.
+    pub fast_open_used: Option<bool>,
+    /// It reached `Play.Start`.
+    pub ready: bool,
 }
 
 /// One frame's write at the publisher.
@@ -177,7 +199,8 @@ pub fn server_settings(s: &Scenario) -> Settings {
     Settings {
         socket: SocketOptions {
             nodelay: s.server_tcp.nodelay,
-            fast_open: s.server_tcp.fast_open,
+            // The listener accepts data on the SYN when either side's clients use Fast Open.
+            fast_open: s.server_tcp.fast_open || s.publisher_tcp.fast_open,
             send_buffer_bytes: 0,
             chunk_size: s.server.chunk_size,
         },
@@ -287,6 +310,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         server_addr,
         url.clone(),
         s.publisher_tcp.nodelay,
+        s.publisher_tcp.fast_open,
         s.rtmp.publisher_chunk_size,
         tag_rx,
         published_tx,
@@ -349,6 +373,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
                         server_addr,
                         url.clone(),
                         join_at,
+                        s.server_tcp.fast_open,
                         done_rx.clone(),
                         stop_rx.clone(),
                     ))
@@ -444,6 +469,25 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         None => (None, None, None),
     };
     info.emulator = link.stats();
+    info.congestion_control = link.congestion_control().map(str::to_owned);
+    if opts.url.is_none() && !link.is_emulated() && (s.server_tcp.fast_open || s.publisher_tcp.fast_open) {
+        info.notes.push(
+            "TCP Fast Open is applied on the emulated link only; these loopback connections \
+             did not use it"
+                .into(),
+        );
+    }
+    info.probe_startups = probes
+        .iter()
+        .map(|p| ProbeStartup {
+            index: p.index,
+            joined_us: p.joined_at.map(|t| measure::since(origin, t)),
+            breakdown: p.setup.breakdown(),
+            fast_open_used: p.fast_open_used,
+            ready: p.ready_at.is_some(),
+        })
+        .collect();
+    info.publisher_fast_open_used = publisher_report.fast_open_used;
     let link_emulated = link.is_emulated();
     drop(link);
 

@@ -94,6 +94,7 @@ pub async fn run(opts: ObserveOptions) -> Result<Outcome> {
         server,
         url.clone(),
         start,
+        false,
         done_rx,
         stop_rx,
     ));

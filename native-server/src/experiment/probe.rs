@@ -43,6 +43,8 @@ pub struct ProbeReport {
     /// When it started connecting.
     pub joined_at: Option<Instant>,
     pub setup: SetupTimes,
+    /// The connection's SYN carried C0+C1 (TCP Fast Open), as the kernel reports it.
+    pub fast_open_used: Option<bool>,
     /// `NetStream.Play.Start` received.
     pub ready_at: Option<Instant>,
     pub frames: Vec<ProbeFrame>,
@@ -72,6 +74,7 @@ pub async fn run(
     server: std::net::SocketAddr,
     url: RtmpUrl,
     join_at: Instant,
+    fast_open: bool,
     mut publisher_done: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) -> ProbeReport {
@@ -85,10 +88,11 @@ pub async fn run(
     }
     report.joined_at = Some(Instant::now());
     let result = async {
-        let (socket, tcp) = link.connect(Role::Player, server, true).await?;
+        let (socket, tcp) = link.connect(Role::Player, server, true, fast_open).await?;
         report.setup.tcp_connect = tcp;
         let (mut client, hs) = Client::handshake(socket).await?;
         report.setup.handshake = hs;
+        report.fast_open_used = client.fast_open_used();
         report.setup.connect = client.connect(&url, SETUP_TIMEOUT).await?;
         report.setup.create_stream = client.create_stream(&url, false, SETUP_TIMEOUT).await?;
         report.setup.publish_or_play = client.play(&url, SETUP_TIMEOUT).await?;

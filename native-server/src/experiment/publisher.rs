@@ -38,6 +38,8 @@ pub struct SentFrame {
 #[derive(Debug, Default)]
 pub struct PublisherReport {
     pub setup: SetupTimes,
+    /// The connection's SYN carried C0+C1 (TCP Fast Open), as the kernel reports it.
+    pub fast_open_used: Option<bool>,
     /// When the publish set-up completed (media may flow).
     pub published_at: Option<Instant>,
     pub frames: Vec<SentFrame>,
@@ -56,16 +58,18 @@ pub async fn run(
     server: std::net::SocketAddr,
     url: RtmpUrl,
     nodelay: bool,
+    fast_open: bool,
     chunk_size: u32,
     mut tags: mpsc::UnboundedReceiver<OutTag>,
     published: oneshot::Sender<Instant>,
 ) -> (PublisherReport, Option<anyhow::Error>) {
     let mut report = PublisherReport::default();
     let result = async {
-        let (socket, tcp) = link.connect(Role::Publisher, server, nodelay).await?;
+        let (socket, tcp) = link.connect(Role::Publisher, server, nodelay, fast_open).await?;
         report.setup.tcp_connect = tcp;
         let (mut client, hs) = Client::handshake(socket).await?;
         report.setup.handshake = hs;
+        report.fast_open_used = client.fast_open_used();
         report.setup.connect = client.connect(&url, SETUP_TIMEOUT).await?;
         client.set_chunk_size(chunk_size)?;
         report.setup.create_stream = client.create_stream(&url, true, SETUP_TIMEOUT).await?;

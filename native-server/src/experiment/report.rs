@@ -1,7 +1,7 @@
 //! The experiment's outputs: the comparison table printed at the end, the spans that no single
 //! [`Stage`] covers but both traces observe (publisher → server, server → player), the data
 //! of the per-frame chart, and the files (`sim.json`, `measured.json`, `compare.json`,
-//! `experiment.json`, `scenario.toml`).
+//! `experiment.json`, `scenario.toml`, `fidelity.json`).
 //!
 //! Every output names the link ([`RunInfo::link`]): a loopback run says
 //! "loopback (no impairment)" in the table header, in `measured.json` and `compare.json`
@@ -238,6 +238,10 @@ pub fn write_files(dir: &Path, o: &Outcome) -> Result<()> {
         })?,
     )?;
     write("scenario.toml", o.scenario.to_toml())?;
+    write(
+        "fidelity.json",
+        serde_json::to_string_pretty(&super::fidelity::fidelity(o))?,
+    )?;
     Ok(())
 }
 
@@ -489,6 +493,8 @@ pub fn table(o: &Outcome) -> String {
          the end {}",
         drops.server_queue, drops.waiting_for_keyframe, drops.in_flight
     );
+    let _ = writeln!(out);
+    out.push_str(&super::fidelity::table_lines(&super::fidelity::fidelity(o)));
     if let Some(e) = &i.emulator {
         let _ = writeln!(out);
         let _ = writeln!(out, "emulated link:");
