@@ -68,24 +68,36 @@ fn report_allocations(name: &str, s: &Scenario) {
 /// `ENGINE_ONCE=1 target/release/deps/engine-…` (or `cargo bench --bench engine` with it set):
 /// one timed run of the hour with 100 players and with 1, no criterion, for a profiler
 /// (valgrind's callgrind) or a quick look; `ENGINE_SECS=60` shortens the hour,
-/// `ENGINE_NO_JITTER=1` takes the jitter off the downlinks.
+/// `ENGINE_NO_JITTER=1` takes the jitter off the downlinks, `ENGINE_PRESET=obs-default` runs a
+/// preset instead, `ENGINE_PLAYERS=10` sets the audience.
 fn run_once_if_asked() {
     if std::env::var_os("ENGINE_ONCE").is_none() {
         return;
     }
     let mut many = hour_scenario();
+    if let Ok(name) = std::env::var("ENGINE_PRESET") {
+        many = preset(&name).expect("preset");
+        many.players.count = 100;
+    }
     if let Some(secs) = std::env::var("ENGINE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         many.duration_s = secs;
     }
+    if let Some(n) = std::env::var("ENGINE_PLAYERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        many.players.count = n;
+    }
     if std::env::var_os("ENGINE_NO_JITTER").is_some() {
         many.downlink.jitter.ms = 0.0;
     }
     let mut one = many.clone();
     one.players.count = 1;
-    for (name, s) in [("100 players", many), ("1 player", one)] {
+    let many_name = format!("{} players", many.players.count);
+    for (name, s) in [(many_name.as_str(), many), ("1 player", one)] {
         let (t0, cpu0) = (std::time::Instant::now(), cpu_seconds());
         let t = Engine::run(&s);
         let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);

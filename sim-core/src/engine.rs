@@ -236,7 +236,8 @@ impl Publisher {
         let next_write = self.candidate.as_ref().map(|(_, w)| *w);
 
         // What the frame is, whichever encoder made it.
-        let (info, frame_type, pts, captured_at, capture_done_at, encoded_at, index) = match &frame {
+        let (info, frame_type, pts, captured_at, capture_done_at, encoded_at, index) = match &frame
+        {
             Encoded::Video(v) => {
                 self.vbv.push(self.t0 + v.encoded_at, v.vbv_fullness_bits);
                 self.video_index += 1;

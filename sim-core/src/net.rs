@@ -1083,6 +1083,7 @@ fn us_to_ns(t: Micros) -> u64 {
 fn ns_to_us(ns: u64) -> Micros {
     // (The same as `div_ceil`, without its remainder test, below the top 1000 values.)
     if ns <= u64::MAX - 999 {
+        #[allow(clippy::manual_div_ceil)]
         Micros((ns + 999) / 1_000)
     } else {
         Micros(ns.div_ceil(1_000))
@@ -1199,11 +1200,16 @@ impl TcpPath {
             ring_head: 0,
             ring_len: 0,
         };
-        path.shape_key = [path.mss, path.ser_byte_fx, path.ser_seg_fx, path.jitter_window]
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
-                (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29)
-            });
+        path.shape_key = [
+            path.mss,
+            path.ser_byte_fx,
+            path.ser_seg_fx,
+            path.jitter_window,
+        ]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+            (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29)
+        });
         path.refresh_fast();
         path
     }
@@ -2673,7 +2679,7 @@ mod tests {
 
 #[cfg(test)]
 mod fast_math_tests {
-    use super::{fast_exp2, fast_log2};
+    use super::{fast_exp2, fast_log2, packets_reciprocal};
 
     #[test]
     fn fast_log2_and_exp2_are_close_to_libm() {

@@ -22,12 +22,12 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 /// `trace_digest`'s output when this test was written.
 const RECORDED_DIGESTS: &str = "\
-seed-example frames=1462 bytes=486424 fnv1a=7e7280f9e87a0424
-obs-default frames=1538 bytes=516533 fnv1a=f4de9a6db2c8591e
-twitch frames=2138 bytes=726368 fnv1a=5e819886011b47f1
-low-latency frames=1538 bytes=516830 fnv1a=196c79ccbb79adce
-mobile-3g frames=1538 bytes=514972 fnv1a=8dc4840e2d3a48da
-lan frames=1538 bytes=515949 fnv1a=f8d77348d0bdb448";
+seed-example frames=1462 bytes=603113 fnv1a=eddf4314826d56f7
+obs-default frames=1538 bytes=643846 fnv1a=2677048e63376d1a
+twitch frames=2138 bytes=901475 fnv1a=9b6f3d855ddfe1a3
+low-latency frames=1538 bytes=642519 fnv1a=5050e168a2fd321e
+mobile-3g frames=1538 bytes=641834 fnv1a=98bdb4d05ab749eb
+lan frames=1538 bytes=643179 fnv1a=f2061d73f780fecf";
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -117,6 +117,7 @@ pub fn run(
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(super::raise_thread_priority)
         .enable_all()
         .build()
         .context("while starting the tokio runtime")?;

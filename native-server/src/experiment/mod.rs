@@ -115,6 +115,9 @@ pub struct RunInfo {
     pub probe_errors: Vec<String>,
     pub publisher_error: Option<String>,
     pub emulator: Option<EmuStats>,
+    /// Threads of the experiment's runtime that run at real-time priority (0: not permitted,
+    /// or run outside `rtmp-lab experiment`'s runtime).
+    pub realtime_threads: u32,
     /// The emulated namespaces' congestion controller (`None` on loopback).
     pub congestion_control: Option<String>,
     /// Every probe's start-up, in join order (probe 0 is the one in `measured.json`); with
@@ -469,6 +472,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         None => (None, None, None),
     };
     info.emulator = link.stats();
+    info.realtime_threads = RT_THREADS.load(std::sync::atomic::Ordering::Relaxed);
     info.congestion_control = link.congestion_control().map(str::to_owned);
     if opts.url.is_none() && !link.is_emulated() && (s.server_tcp.fast_open || s.publisher_tcp.fast_open) {
         info.notes.push(
@@ -540,6 +544,32 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         comparison,
         info,
     })
+}
+
+/// Real-time priority of the experiment's own threads (publisher, server, probes): below the
+/// link emulator's relay (10), above every normal task.
+pub const THREAD_RT_PRIORITY: i32 = 5;
+
+static RT_THREADS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Moves the calling thread to SCHED_FIFO at [`THREAD_RT_PRIORITY`] when permitted (root), so
+/// that other work on a busy machine (compilers, other tests) does not delay the publisher's
+/// writes, the server's reads and the probes' timestamps by whole scheduler ticks: the
+/// measurement is then of the path and the server, not of the machine's load. The threads
+/// mostly sleep in `epoll_wait`; the kernel's RT throttling (95 % by default) bounds them in
+/// any case. Without permission nothing changes.
+pub fn raise_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param {
+            sched_priority: THREAD_RT_PRIORITY,
+        };
+        // SAFETY: sched_setscheduler reads one sched_param from a valid pointer; pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+            RT_THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Longest the simulation may take (one hour of 1080p60 takes well under a second).

@@ -136,7 +136,9 @@ fn nagle_holds_single_segment_frames_in_the_socket() {
     off.publisher_tcp.nodelay = true;
     let mean = |s: &Scenario| {
         let t = Engine::run(s);
-        t.stage_latency(Stage::Socket, MediaKind::Audio).unwrap().mean
+        t.stage_latency(Stage::Socket, MediaKind::Audio)
+            .unwrap()
+            .mean
     };
     let (with_nagle, without) = (mean(&on), mean(&off));
     assert!(with_nagle > 2.0 * without, "{with_nagle} vs {without}");
