@@ -27,7 +27,7 @@ const BUF_WORDS: usize = 64;
 
 /// A deterministic random source (ChaCha8) with the distributions the models need.
 ///
-/// Words are served from a buffer of [`BUF_WORDS`] that is refilled a whole ChaCha8 refill at a
+/// Words are served from a buffer of 64 that is refilled a whole ChaCha8 refill at a
 /// time, so a draw costs a load and an index update (the generator's own per-word bookkeeping
 /// made up about half the cost of a jitter draw). The sequence is the generator's: `next_u64` is
 /// two consecutive 32-bit words, low first, exactly as `ChaCha8Rng::next_u64` gives them.

@@ -267,15 +267,28 @@ impl Outbox {
     /// disconnect). Returns the outcome and how many already-queued messages it discarded.
     pub fn push_media(&self, now: Micros, info: MediaInfo, bytes: Bytes) -> (PushOutcome, u64) {
         let mut evicted = 0u64;
-        let outcome = {
+        let (outcome, flush_moved) = {
             let mut st = self.lock();
             match st.queue.as_mut() {
-                Some(q) => q.push_with_drops(now, info, bytes, |_, _, _| evicted += 1),
-                None => PushOutcome::Dropped(sim_core::server::DropReason::Disconnected),
+                Some(q) => {
+                    let before = q.flush_at();
+                    let outcome = q.push_with_drops(now, info, bytes, |_, _, _| evicted += 1);
+                    (outcome, q.flush_at() != before)
+                }
+                None => (
+                    PushOutcome::Dropped(sim_core::server::DropReason::Disconnected),
+                    false,
+                ),
             }
         };
         match outcome {
-            PushOutcome::Queued => self.wake(),
+            // The writer needs waking only when its next flush time changed: the queue was
+            // empty, or the coalescing window was cut short (enough bytes queued). Otherwise
+            // it is already due to write (or asleep until a deadline this push does not move)
+            // and takes this message with the others: with a coalescing window this saves a
+            // wake-up per message per player.
+            PushOutcome::Queued if flush_moved => self.wake(),
+            PushOutcome::Queued => {}
             PushOutcome::Disconnect => self.close.close(),
             PushOutcome::Dropped(_) => {}
         }
@@ -400,6 +413,11 @@ pub async fn run_writer(
     outbox.close.close();
 }
 
+fn send_single() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("RL_SEND").is_some())
+}
+
 /// Writes every buffer of `bufs` (emptying it) with `write_vectored`, many per syscall.
 /// Fails if one call makes no progress for `idle`.
 async fn write_all_vectored(
@@ -419,7 +437,12 @@ async fn write_all_vectored(
             let slices = slices.get(..count).unwrap_or(&[]);
             // The socket usually has room: try the write directly (no future, no timer);
             // only a full socket waits, bounded by `idle`.
-            match socket.try_write_vectored(slices) {
+            let attempt = if send_single() && slices.len() == 1 {
+                socket.try_write(slices.first().map_or(&[][..], |s| &s[..]))
+            } else {
+                socket.try_write_vectored(slices)
+            };
+            match attempt {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     match tokio::time::timeout(idle, socket.write_vectored(slices)).await {
