@@ -454,18 +454,19 @@ impl Engine {
     /// Prepares a run. The scenario should have been validated ([`Scenario::validate`]); values
     /// out of range are clamped by the models rather than causing a panic.
     pub fn new(s: &Scenario) -> Self {
-        // Both directions of a connection share its path settings (symmetric paths).
+        // Each connection's media direction is its path; the other direction is the clean
+        // return path TcpPath gives ACKs (propagation only, as the link emulator does).
         let processing = s.rtmp.server_processing();
         let publisher_startup = rtmp::startup_on_paths(
             SessionKind::Publish,
             &s.uplink,
-            &s.uplink,
+            &s.uplink.clean_reverse(),
             processing,
             s.publisher_tcp.fast_open,
         );
         let player_startup = rtmp::startup_on_paths(
             SessionKind::Play,
-            &s.downlink,
+            &s.downlink.clean_reverse(),
             &s.downlink,
             processing,
             s.server_tcp.fast_open,

@@ -240,6 +240,22 @@ impl Default for PathConfig {
 }
 
 impl PathConfig {
+    /// The same path without rate limit, queue, jitter or loss: the clean return path that
+    /// [`TcpPath`] gives ACKs, and that the link emulator gives the reverse direction of every
+    /// flow (requests of a player, replies to a publisher).
+    pub fn clean_reverse(&self) -> PathConfig {
+        PathConfig {
+            bottleneck_kbps: 0.0,
+            jitter: JitterConfig {
+                ms: 0.0,
+                ..self.jitter.clone()
+            },
+            loss: LossConfig::None,
+            queue_limit_bytes: 0,
+            ..self.clone()
+        }
+    }
+
     pub fn validate(&self, c: &mut Checker) {
         c.range("propagation_ms", self.propagation_ms, 0.0, 10_000.0);
         c.non_negative("bottleneck_kbps", self.bottleneck_kbps);
@@ -293,11 +309,23 @@ pub struct TcpConfig {
     pub min_rto_ms: f64,
     /// Initial congestion window in segments (Linux 10).
     pub initial_cwnd_segments: u32,
-    /// Nagle variant when `nodelay` is false. `false` (default): RFC 896 as in MODELS §A6, a
-    /// sub-MSS segment waits until *all* sent data is acknowledged. `true`: Linux's Minshall
-    /// variant (`tcp_nagle_check`), it waits only while the last *sub-MSS* segment sent is
-    /// unacknowledged, so a write's own full segments do not hold its tail.
+    /// Nagle variant when `nodelay` is false. `true` (default): Linux's Minshall variant
+    /// (`tcp_nagle_check`), a sub-MSS segment waits only while the last *sub-MSS* segment sent
+    /// is unacknowledged, so a write's own full segments do not hold its tail. `false`: RFC 896
+    /// as in MODELS §A6, it waits until *all* sent data is acknowledged. (The default was RFC
+    /// 896 until the fidelity matrix, docs/fidelity.md, measured Linux: on `lan` RFC 896 gave
+    /// 33 ms on publisher → server where the emulated link measured 0.6 ms.)
     pub nagle_minshall: bool,
+    /// The receiver ACKs a sub-MSS (pushed) segment as soon as its application has read it,
+    /// instead of waiting for the delayed-ACK timer: Linux's `tcp_cleanup_rbuf` does so when a
+    /// read empties the receive queue after a small segment (`ICSK_ACK_PUSHED`) and the
+    /// connection is not in interactive ("pingpong") mode — which an RTMP server reading a
+    /// publisher, or a player reading a server, is not. Modelled as an ACK at the segment's
+    /// arrival (the reader is waiting in `epoll`). `false`: the timer decides (`delayed_ack_ms`),
+    /// as in a receiver that reads late. Measured in docs/fidelity.md: with Nagle at the
+    /// publisher it is what holds a frame's tail (the ACK of the previous small segment returns
+    /// one RTT after it was sent, not one RTT + 40 ms).
+    pub ack_pushed_on_read: bool,
     /// Duplicate ACKs that trigger fast retransmit (RFC 5681: 3). 1 approximates Linux's RACK,
     /// which repairs a hole as soon as any later segment is SACKed.
     pub dupack_threshold: u32,
@@ -311,7 +339,8 @@ impl Default for TcpConfig {
             fast_open: false,
             min_rto_ms: 200.0,
             initial_cwnd_segments: 10,
-            nagle_minshall: false,
+            nagle_minshall: true,
+            ack_pushed_on_read: true,
             dupack_threshold: 3,
         }
     }
@@ -403,6 +432,34 @@ pub fn sample_max_jitter_ms(cfg: &JitterConfig, n: u64, rng: &mut SimRng) -> f64
         return 0.0;
     }
     cfg.ms * max_jitter_units(cfg.distribution, n, rng)
+}
+
+/// The mean of the largest of `n` independent jitter samples, in ms (what order-preserving
+/// jitter adds on average to a message of `n` packets sent back to back, see
+/// [`sample_max_jitter_ms`]): `J·(n−1)/(n+1)` for uniform jitter; normal and pareto by
+/// integrating their quantile function (`E[max] = ∫₀¹ F⁻¹(w^(1/n)) dw`, midpoint rule, 512
+/// points). `n = 0` behaves like `n = 1`; 0 when J = 0.
+pub fn expected_max_jitter_ms(cfg: &JitterConfig, n: u64) -> f64 {
+    if !cfg.active() {
+        return 0.0;
+    }
+    let n = n.max(1);
+    let units = match cfg.distribution {
+        JitterDistribution::Uniform => (n as f64 - 1.0) / (n as f64 + 1.0),
+        dist => {
+            const STEPS: u32 = 512;
+            let sum: f64 = (0..STEPS)
+                .map(|i| {
+                    let w = (f64::from(i) + 0.5) / f64::from(STEPS);
+                    // P(one sample > the max's value) = 1 − w^(1/n).
+                    let q = -libm::expm1(libm::log(w) / n as f64);
+                    jitter_quantile_upper(dist, q)
+                })
+                .sum();
+            sum / f64::from(STEPS)
+        }
+    };
+    cfg.ms * units
 }
 
 /// log2(x) for x in (0, 1]: exponent from the bits, a degree-5 polynomial for the mantissa
@@ -889,14 +946,18 @@ struct SentWrite {
 ///
 /// Linux rule (`__tcp_ack_snd_check`): ACK at once when more than one MSS of data is
 /// unacknowledged (so every second full segment, or a full segment plus a tail), otherwise start
-/// the delayed-ACK timer at the first unacknowledged arrival. Arrival times are nominal (no
-/// jitter, no loss). Quick-ACK mode at connection start is not modelled.
+/// the delayed-ACK timer at the first unacknowledged arrival; with `pushed_on_read`, a sub-MSS
+/// segment is ACKed at its arrival (`tcp_cleanup_rbuf`, see [`TcpConfig::ack_pushed_on_read`]).
+/// Arrival times are nominal (no jitter, no loss). Quick-ACK mode at connection start is not
+/// modelled.
 #[derive(Debug, Clone, Copy, Default)]
 struct AckClock {
     /// Constants: MSS, delayed-ACK timer and reverse one-way delay (ns).
     mss: u64,
     delack: u64,
     rev: u64,
+    /// A sub-MSS segment is ACKed when the application reads it (at its arrival).
+    pushed_on_read: bool,
     /// Bytes received but not yet acknowledged.
     pending: u64,
     /// When the delayed-ACK timer fires (valid while `pending > 0`).
@@ -955,6 +1016,19 @@ impl AckClock {
     fn arrive_small(&mut self, bytes: u64, at: u64) {
         self.expire(at);
         self.small_pending = true;
+        let was = self.pending;
+        self.pending += bytes;
+        if self.pending > self.mss || self.pushed_on_read {
+            self.ack_at(at);
+        } else if was == 0 {
+            self.deadline = at.saturating_add(self.delack);
+        }
+    }
+
+    /// A held tail's `bytes` arrive at `at` inside the next write's full segment (see the
+    /// Nagle step of `send_general`): ACKed like data, but not a small segment.
+    fn arrive_merged(&mut self, bytes: u64, at: u64) {
+        self.expire(at);
         let was = self.pending;
         self.pending += bytes;
         if self.pending > self.mss {
@@ -1193,6 +1267,7 @@ impl TcpPath {
                 mss,
                 delack: ms_to_ns(tcp.delayed_ack_ms),
                 rev: rev_ns,
+                pushed_on_read: tcp.ack_pushed_on_read,
                 ..AckClock::default()
             },
             written_total: 0,
@@ -1632,8 +1707,16 @@ impl TcpPath {
                     first_dep = tail_start;
                 }
                 let tail_end = tail_start.saturating_add(self.ser(tail_bytes, 1));
-                self.ack
-                    .arrive_small(tail_bytes, tail_end.saturating_add(self.prop_ns));
+                // Held until the next write: the tail leaves inside that write's first full
+                // segment, so it is not a small segment (Linux's `snd_sml` does not move and the
+                // next write's own tail is not held for it). Sent on the ACK or at once: small.
+                let merged = hold_until > ready && next < hold_until;
+                let arrival = tail_end.saturating_add(self.prop_ns);
+                if merged {
+                    self.ack.arrive_merged(tail_bytes, arrival);
+                } else {
+                    self.ack.arrive_small(tail_bytes, arrival);
+                }
                 tail_end
             } else {
                 body_end
@@ -1859,6 +1942,38 @@ mod tests {
         assert!((a / 1e6 - 6.3).abs() < 0.05, "{a}");
         assert!((b / 1e6 - 1.8).abs() < 0.05, "{b}");
         assert!(a < mathis_throughput_bps(1448, rtt, 0.001));
+    }
+
+    #[test]
+    fn expected_max_jitter_matches_the_sampler() {
+        let uni = JitterConfig {
+            ms: 30.0,
+            ..JitterConfig::default()
+        };
+        // Uniform: J(n−1)/(n+1): 0 for one packet, 18 ms for four.
+        assert_eq!(expected_max_jitter_ms(&uni, 1), 0.0);
+        assert!((expected_max_jitter_ms(&uni, 4) - 18.0).abs() < 1e-9);
+        for dist in [
+            JitterDistribution::Uniform,
+            JitterDistribution::Normal,
+            JitterDistribution::Pareto,
+        ] {
+            let cfg = JitterConfig {
+                distribution: dist,
+                ..uni.clone()
+            };
+            for n in [1u64, 3, 10] {
+                let mut r = rng();
+                let k = 40_000;
+                let mean = (0..k)
+                    .map(|_| sample_max_jitter_ms(&cfg, n, &mut r))
+                    .sum::<f64>()
+                    / k as f64;
+                let e = expected_max_jitter_ms(&cfg, n);
+                assert!((mean - e).abs() < 0.6, "{dist:?} n={n}: sampled {mean}, expected {e}");
+            }
+        }
+        assert_eq!(expected_max_jitter_ms(&JitterConfig::default(), 5), 0.0);
     }
 
     #[test]
@@ -2110,8 +2225,47 @@ mod tests {
         TcpConfig {
             nodelay: false,
             nagle_minshall: minshall,
+            // The hand-computed values below follow the delayed-ACK timer (a receiver that
+            // does not ACK small segments on read); `ack_pushed_on_read` has its own test.
+            ack_pushed_on_read: false,
             ..TcpConfig::default()
         }
+    }
+
+    #[test]
+    fn a_small_segment_is_acked_when_read() {
+        // Linux (the defaults): Minshall's Nagle, small segments ACKed on read. 20 ms each
+        // way, no rate limit.
+        let p = path(20.0, 0.0);
+        let tcp = TcpConfig {
+            nodelay: false,
+            ..TcpConfig::default()
+        };
+        assert!(tcp.nagle_minshall && tcp.ack_pushed_on_read);
+        let mut t = TcpPath::new_symmetric(&p, &tcp, rng());
+        // 1,000 B alone: goes at once, arrives at 20 and is ACKed as it is read: back at 40
+        // (with the timer it would be back at 80).
+        let d0 = t.send(ms(0), 1_000, None);
+        assert_eq!(d0.delivered_at, ms(20));
+        // 2,000 B at 10 ms = 1 full + 552 B. The tail waits for the ACK of the last small
+        // segment (the 1,000 B): 40 ms, 30 ms of Nagle; delivered at 60.
+        let d1 = t.send(ms(10), 2_000, None);
+        assert_eq!(d1.nagle_wait, ms(30));
+        assert_eq!(d1.delivered_at, ms(60));
+        // RFC 896 with the same receiver waits for the lone full segment's delayed ACK
+        // (arrives 30, timer 40 → 70, back at 90).
+        let mut t = TcpPath::new_symmetric(
+            &p,
+            &TcpConfig {
+                nagle_minshall: false,
+                ..tcp.clone()
+            },
+            rng(),
+        );
+        t.send(ms(0), 1_000, None);
+        let d1 = t.send(ms(10), 2_000, None);
+        assert_eq!(d1.nagle_wait, ms(80));
+        assert_eq!(d1.delivered_at, ms(110));
     }
 
     #[test]
@@ -2467,7 +2621,8 @@ mod tests {
                 (PathConfig { propagation_ms: prop, bottleneck_kbps: kbps, jitter, loss,
                               queue_limit_bytes: queue, mss_bytes: mss, per_packet_overhead_bytes: overhead },
                  TcpConfig { nodelay, nagle_minshall: minshall, delayed_ack_ms: delack, min_rto_ms: rto,
-                             initial_cwnd_segments: iw, dupack_threshold: dupthresh, fast_open: false },
+                             initial_cwnd_segments: iw, dupack_threshold: dupthresh, fast_open: false,
+                             ack_pushed_on_read: minshall },
                  rev)
             }
         }

@@ -351,9 +351,15 @@ fn path_ser(p: &PathConfig, bytes: u32) -> Micros {
 
 /// Set-up time over real paths: each step is `request/C_up + D_up + processing + reply/C_down +
 /// D_down`, with the byte counts above (handshake: 1537 B up, 3073 B down; the C2 rides with
-/// `connect`). Propagation and rates come from `client_to_server` and `server_to_client`;
-/// jitter, loss, slow start and Nagle are not applied (all set-up messages fit the initial
-/// window). With classic Nagle on the server (nginx-rtmp), S0S1S2's 177 B tail can wait for the
+/// `connect`), plus each direction's mean order-preserving jitter over the message's packets
+/// (`J·(n−1)/(n+1)` for uniform jitter; a request over one MSS adds the server's immediate ACK
+/// ahead of the reply: the handshake's reply is 4 packets, 0.6·J, as measured over the link
+/// emulator in docs/fidelity.md). Propagation, rates and jitter come from `client_to_server`
+/// and `server_to_client` (the simulator passes the clean [`PathConfig::clean_reverse`] for
+/// the direction TCP's model leaves clean: requests of a player, replies to a publisher).
+/// Loss, slow start and Nagle are not applied (all set-up messages fit the initial window).
+///
+/// [`PathConfig::clean_reverse`]: crate::net::PathConfig::clean_reverse With classic Nagle on the server (nginx-rtmp), S0S1S2's 177 B tail can wait for the
 /// ACK of its two full segments, one more RTT (MODELS §G "slows handshake replies"); not
 /// included.
 ///
@@ -373,14 +379,29 @@ pub fn startup_on_paths(
     let down = server_to_client;
     let d_up = Micros::from_ms_f64(up.propagation_ms);
     let d_down = Micros::from_ms_f64(down.propagation_ms);
+    let packets = |p: &PathConfig, bytes: u32| u64::from(bytes.div_ceil(p.mss_bytes.max(1)));
+    // Mean order-preserving jitter of a message of `n` packets: a step ends when the last
+    // packet of its reply is in (see `net::expected_max_jitter_ms`).
+    let jitter = |p: &PathConfig, n: u64| {
+        Micros::from_ms_f64(crate::net::expected_max_jitter_ms(&p.jitter, n).max(0.0))
+    };
     let step = |req: u32, reply: u32| {
-        path_ser(up, req) + d_up + processing + path_ser(down, reply) + d_down
+        // A request of more than one MSS is ACKed at once by the server (Linux ACKs every
+        // second full segment), so a pure ACK travels ahead of the reply on the same path.
+        let ack_first = u64::from(req > up.mss_bytes);
+        path_ser(up, req)
+            + d_up
+            + jitter(up, packets(up, req))
+            + processing
+            + path_ser(down, reply)
+            + d_down
+            + jitter(down, packets(down, reply) + ack_first)
     };
     let tfo_works = fast_open && C0C1_BYTES <= tfo_syn_payload_limit(up.mss_bytes);
     let tcp = if tfo_works {
         Micros::ZERO
     } else {
-        d_up + d_down
+        d_up + jitter(up, 1) + d_down + jitter(down, 1)
     };
     let (cs_req, pp_req, pp_reply) = match kind {
         SessionKind::Publish => (

@@ -8,6 +8,7 @@
 // 1280×800 and 390×844.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -60,6 +61,13 @@ const digest = (page) => page.$eval('#chart-latency', (el) => el.dataset.digest)
 const p50 = (page) => page.$eval('#chart-latency', (el) => +el.dataset.p50Ms);
 const frameMs = (page) => page.$eval('#app', (el) => +el.dataset.frameMs);
 
+/** Waits until every chart canvas shows the latest run (off-screen ones are drawn later). */
+const chartsCurrent = (page) => page.waitForFunction(() => {
+  const runs = document.querySelector('#app')?.dataset.runs;
+  const canvases = [...document.querySelectorAll('canvas[id^="chart-"]')];
+  return runs && canvases.length > 0 && canvases.every((c) => c.dataset.run === runs);
+}, null, { timeout: 10_000 });
+
 async function afterRun(page, before, action) {
   await action();
   await page.waitForFunction((n) => +(document.querySelector('#app')?.dataset.runs ?? 0) > n, before, { timeout: 60_000 });
@@ -94,6 +102,8 @@ try {
   await page.goto(url);
   await page.waitForSelector('#chart-latency[data-digest]', { timeout: 60_000 });
   check('the page loads and draws the latency chart', true, `title: ${await page.title()}`);
+  await chartsCurrent(page);
+  check('off-screen charts are drawn after the visible ones', true);
 
   for (const id of ['chart-latency', 'chart-breakdown', 'chart-vbv', 'chart-bitrate', 'chart-buffer', 'chart-startup']) {
     const f = await inked(page, id);
@@ -164,24 +174,36 @@ try {
     await afterRun(page, before, () => page.selectOption('#preset', name));
   }
   const perPreset = {};
+  const load = loadavg();
   for (const name of ['obs-default', 'twitch', 'low-latency', 'mobile-3g', 'lan', 'seed-example']) {
     const before = await runs(page);
     await afterRun(page, before, () => page.selectOption('#preset', name));
     const sample = [await frameMs(page)];
     const slices = await page.$eval('#app', (el) => +el.dataset.slices);
-    // Five slider moves on the same preset: the steady-state figure.
+    const sim = [];
+    const draw = [];
+    // Twenty slider moves on the same preset: the steady-state figure.
     if (slices === 1) {
-      for (const pos of [60, 70, 80, 90, 100, 110, 120, 130, 140, 150]) {
-        await setSlider(page, 'rtt', pos);
+      for (let k = 0; k < 20; k++) {
+        await setSlider(page, 'rtt', 60 + 5 * k);
         sample.push(await frameMs(page));
+        sim.push(await page.$eval('#app', (el) => +el.dataset.simMs));
+        draw.push(await page.$eval('#app', (el) => +el.dataset.drawMs));
       }
     }
-    sample.sort((a, b) => a - b);
-    perPreset[name] = { min: sample[0], median: sample[Math.floor(sample.length / 2)], max: sample[sample.length - 1], slices };
+    const q = (xs, f) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length ? s[Math.min(s.length - 1, Math.ceil(f * s.length) - 1)] : NaN;
+    };
+    perPreset[name] = {
+      min: q(sample, 0), median: q(sample, 0.5), p95: q(sample, 0.95), max: q(sample, 1),
+      sim: q(sim, 0.5), draw: q(draw, 0.5), n: sample.length, slices,
+    };
   }
   for (const [name, t] of Object.entries(perPreset)) {
-    console.log(`time ${name}: recompute+redraw min ${t.min.toFixed(1)}, median ${t.median.toFixed(1)}, max ${t.max.toFixed(1)} ms, ${t.slices} slice(s)`);
+    console.log(`time ${name}: recompute+redraw min ${t.min.toFixed(1)}, median ${t.median.toFixed(1)}, p95 ${t.p95.toFixed(1)}, max ${t.max.toFixed(1)} ms (simulate ${t.sim.toFixed(1)}, draw ${t.draw.toFixed(1)} median; n=${t.n}), ${t.slices} slice(s)`);
   }
+  console.log(`time: load average ${load.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`);
   const obs = perPreset['obs-default'];
   check('obs-default (60 s) recomputes and redraws in one slice', obs.slices === 1, `median ${obs.median.toFixed(1)} ms`);
 
@@ -196,6 +218,7 @@ try {
 
   await page.selectOption('#preset', 'obs-default');
   await page.waitForTimeout(300);
+  await chartsCurrent(page);
   await page.screenshot({ path: join(shots, 'lab-1280x800.png') });
   await page.screenshot({ path: join(shots, 'lab-1280x800-full.png'), fullPage: true });
 
@@ -205,6 +228,7 @@ try {
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check('no horizontal overflow at 390 px', overflow <= 0, `${overflow} px`);
   await mobile.waitForTimeout(300);
+  await chartsCurrent(mobile);
   await mobile.screenshot({ path: join(shots, 'lab-390x844.png') });
   await mobile.screenshot({ path: join(shots, 'lab-390x844-full.png'), fullPage: true });
   const chartTop = await mobile.$eval('#chart-latency', (el) => el.getBoundingClientRect().top + window.scrollY);

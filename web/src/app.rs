@@ -7,6 +7,12 @@
 //! frame; a longer one shows a progress bar and is drawn when done. The time from the edit to
 //! the last chart drawn is written to the root element's `data-frame-ms` (and the console) for
 //! people and for the end-to-end test.
+//!
+//! Drawing is kept to what changes and what can be seen: a chart whose input is the same as
+//! what its canvas already shows is not drawn again, and a chart off-screen (an
+//! `IntersectionObserver` watches the canvases) is drawn [`HIDDEN_DRAW_DELAY_MS`] after the
+//! last run, or as soon as it scrolls into view. Each canvas's `data-run` says which run it
+//! shows (the root's `data-runs` is the latest).
 
 use crate::chart_data::{ChartData, PIPELINE};
 use crate::charts::{self, ChartKind, LatencyOptions, Scale};
@@ -27,6 +33,8 @@ use yew::prelude::*;
 /// Simulation time per slice before the page gets the thread back (ms). Leaves room in a 16 ms
 /// frame for drawing when the run finishes in its first slice.
 pub const SLICE_BUDGET_MS: f64 = 10.0;
+/// Off-screen charts are drawn this long after the last run (a new run postpones them).
+pub const HIDDEN_DRAW_DELAY_MS: u32 = 150;
 /// Engine events per `step` call between looks at the clock.
 const STEP_EVENTS: usize = 2048;
 
@@ -54,7 +62,10 @@ pub enum Msg {
     Tour(Option<usize>),
     FromMeasured(Box<Scenario>, Vec<String>),
     HashChanged,
+    /// Draw the visible charts that are out of date (resize, scrolled into view).
     Redraw,
+    /// Draw every chart that is out of date, visible or not.
+    DrawHidden,
 }
 
 struct Job {
@@ -73,6 +84,15 @@ struct Job {
 struct Run {
     trace: Shared<Trace>,
     data: Rc<ChartData>,
+    /// 1 for the first run of the page, then counting.
+    seq: u32,
+}
+
+/// What a canvas shows: what it would take to draw it again differently.
+struct Drawn {
+    data: Rc<ChartData>,
+    latency: LatencyOptions,
+    size: (u32, u32),
 }
 
 /// A finished run waiting to be drawn, with its timing so far.
@@ -100,6 +120,15 @@ pub struct App {
     pending: Option<PendingDraw>,
     redraw: bool,
     runs: u32,
+    /// Per chart (in [`ChartKind::ALL`] order): what its canvas shows, and whether it is near
+    /// the viewport (set by the observer; true until it first says otherwise).
+    drawn: Vec<Option<Drawn>>,
+    visible: Rc<std::cell::RefCell<Vec<bool>>>,
+    hidden_timer: Option<gloo_timers::callback::Timeout>,
+    observer: Option<(
+        web_sys::IntersectionObserver,
+        Closure<dyn FnMut(js_sys::Array)>,
+    )>,
     _listeners: Vec<Closure<dyn FnMut()>>,
 }
 
@@ -155,9 +184,11 @@ impl App {
         let trace = job.engine.into_trace();
         let data = ChartData::from_trace(&trace, &job.scenario);
         let sim_ms = job.sim_ms + (now_ms() - t0);
+        let seq = self.run.as_ref().map_or(0, |r| r.seq) + 1;
         self.run = Some(Run {
             trace: Shared(Rc::new(trace)),
             data: Rc::new(data),
+            seq,
         });
         self.pending = Some(PendingDraw {
             started_ms: job.started_ms,
@@ -166,31 +197,101 @@ impl App {
         });
     }
 
-    /// Draws every chart; returns the time each took (ms), for the console.
-    fn draw_all(&self) -> Result<Vec<f64>, String> {
+    /// Draws the charts that are out of date (all of them with `hidden`, else those near the
+    /// viewport); returns the time each drawn chart took (ms), for the console, and how many
+    /// out-of-date charts were left for later.
+    fn draw_charts(&mut self, hidden: bool) -> Result<(Vec<(ChartKind, f64)>, usize), String> {
         let Some(run) = &self.run else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         };
         let mut times = Vec::new();
-        for (kind, node) in ChartKind::ALL.iter().zip(&self.canvases) {
-            let t0 = now_ms();
+        let mut left = 0;
+        let visible = self.visible.borrow();
+        for (i, (kind, node)) in ChartKind::ALL.iter().zip(&self.canvases).enumerate() {
             let Some(canvas) = node.cast::<web_sys::HtmlCanvasElement>() else {
                 continue;
             };
-            charts::draw_on_canvas(&canvas, kind.height_px(), |area, sc: Scale| {
-                charts::draw_kind(*kind, area, &run.data, self.latency, sc)
-            })
-            .map_err(|e| format!("{}: {e}", kind.title()))?;
             if *kind == ChartKind::Latency {
+                // The data's attributes, whether or not the canvas needs drawing.
                 let h = &run.data.headline;
                 let p50 = h.video_g2g.map_or(f64::NAN, |p| p.p50);
                 let _ = canvas.set_attribute("data-digest", &format!("{:016x}", run.data.digest()));
                 let _ = canvas.set_attribute("data-p50-ms", &format!("{p50:.3}"));
                 let _ = canvas.set_attribute("data-frames", &h.video_frames.to_string());
             }
-            times.push(now_ms() - t0);
+            let t0 = now_ms();
+            let size = charts::canvas_size(&canvas, kind.height_px());
+            let current = self.drawn[i].as_ref().is_some_and(|d| {
+                d.size == size.0
+                    && kind.same_input(&d.data, &run.data)
+                    && (*kind != ChartKind::Latency || d.latency == self.latency)
+            });
+            if !current {
+                if !hidden && !visible.get(i).copied().unwrap_or(true) {
+                    left += 1;
+                    continue;
+                }
+                charts::draw_on_canvas(&canvas, size, |area, sc: Scale| {
+                    charts::draw_kind(*kind, area, &run.data, self.latency, sc)
+                })
+                .map_err(|e| format!("{}: {e}", kind.title()))?;
+                times.push((*kind, now_ms() - t0));
+            }
+            self.drawn[i] = Some(Drawn {
+                data: run.data.clone(),
+                latency: self.latency,
+                size: size.0,
+            });
+            let _ = canvas.set_attribute("data-run", &run.seq.to_string());
         }
-        Ok(times)
+        Ok((times, left))
+    }
+
+    /// Watches which chart canvases are near the viewport; one scrolling in asks for a redraw.
+    fn observe_canvases(&mut self, ctx: &Context<Self>) {
+        let visible = self.visible.clone();
+        let link = ctx.link().clone();
+        let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+            let mut appeared = false;
+            let mut v = visible.borrow_mut();
+            for e in entries.iter() {
+                let e: web_sys::IntersectionObserverEntry = e.unchecked_into();
+                let id = e.target().id();
+                if let Some(i) = ChartKind::ALL.iter().position(|k| k.canvas_id() == id) {
+                    let now = e.is_intersecting();
+                    appeared |= now && !v[i];
+                    v[i] = now;
+                }
+            }
+            drop(v);
+            if appeared {
+                link.send_message(Msg::Redraw);
+            }
+        });
+        let init = web_sys::IntersectionObserverInit::new();
+        init.set_root_margin("150px");
+        let Ok(observer) = web_sys::IntersectionObserver::new_with_options(
+            callback.as_ref().unchecked_ref(),
+            &init,
+        ) else {
+            return;
+        };
+        for node in &self.canvases {
+            if let Some(el) = node.cast::<web_sys::Element>() {
+                observer.observe(&el);
+            }
+        }
+        self.observer = Some((observer, callback));
+    }
+
+    /// Draws the out-of-date off-screen charts after [`HIDDEN_DRAW_DELAY_MS`] (replacing a
+    /// timer already set).
+    fn schedule_hidden(&mut self, ctx: &Context<Self>) {
+        let link = ctx.link().clone();
+        self.hidden_timer = Some(gloo_timers::callback::Timeout::new(
+            HIDDEN_DRAW_DELAY_MS,
+            move || link.send_message(Msg::DrawHidden),
+        ));
     }
 }
 
@@ -262,6 +363,10 @@ impl Component for App {
             pending: None,
             redraw: false,
             runs: 0,
+            drawn: ChartKind::ALL.iter().map(|_| None).collect(),
+            visible: Rc::new(std::cell::RefCell::new(vec![true; ChartKind::ALL.len()])),
+            hidden_timer: None,
+            observer: None,
             _listeners: listeners,
         };
         app.after_edit(ctx);
@@ -386,19 +491,46 @@ impl Component for App {
                 }
             }
             Msg::Redraw => self.redraw = true,
+            Msg::DrawHidden => {
+                self.hidden_timer = None;
+                let t0 = now_ms();
+                match self.draw_charts(true) {
+                    Ok((times, _)) if !times.is_empty() => web_sys::console::log_1(
+                        &format!(
+                            "rtmp-lab: off-screen charts drawn in {:.2} ms: {:?}",
+                            now_ms() - t0,
+                            times
+                        )
+                        .into(),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        web_sys::console::error_1(&format!("rtmp-lab: drawing failed: {e}").into())
+                    }
+                }
+                return false;
+            }
         }
         true
     }
 
-    fn rendered(&mut self, _ctx: &Context<Self>, _first: bool) {
+    fn rendered(&mut self, ctx: &Context<Self>, first: bool) {
+        if first {
+            self.observe_canvases(ctx);
+        }
         let pending = self.pending.take();
         if pending.is_none() && !self.redraw {
             return;
         }
         self.redraw = false;
         let t_draw = now_ms();
-        let per_chart = match self.draw_all() {
-            Ok(t) => t,
+        let per_chart = match self.draw_charts(false) {
+            Ok((t, left)) => {
+                if left > 0 {
+                    self.schedule_hidden(ctx);
+                }
+                t
+            }
             Err(e) => {
                 web_sys::console::error_1(&format!("rtmp-lab: drawing failed: {e}").into());
                 Vec::new()
@@ -408,7 +540,7 @@ impl Component for App {
         let end = now_ms();
         let draw_ms = end - t_draw;
         let total = end - p.started_ms;
-        self.runs += 1;
+        self.runs = self.run.as_ref().map_or(self.runs + 1, |r| r.seq);
         if let Some(root) = self.root.cast::<web_sys::Element>() {
             let _ = root.set_attribute("data-frame-ms", &format!("{total:.2}"));
             let _ = root.set_attribute("data-sim-ms", &format!("{:.2}", p.sim_ms));
@@ -429,9 +561,9 @@ impl Component for App {
         }
         web_sys::console::log_1(
             &format!(
-                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s; charts {:?} ms",
+                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s; drawn {:?} ms",
                 p.sim_ms, p.slices, self.scenario.name, self.scenario.duration_s,
-                per_chart.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>()
+                per_chart.iter().map(|(k, t)| (k.canvas_id(), (t * 10.0).round() / 10.0)).collect::<Vec<_>>()
             )
             .into(),
         );

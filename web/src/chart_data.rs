@@ -119,6 +119,8 @@ pub struct ChartData {
     pub breakdown: Breakdown,
     pub startup: StartupChart,
     pub headline: Headline,
+    /// [`latency_digest`] of the full (not decimated) glass-to-glass series.
+    pub latency_digest: u64,
 }
 
 /// Keeps at most `max` points: per bucket of consecutive points, its minimum and maximum (in
@@ -188,6 +190,7 @@ impl ChartData {
         }
         let dropped_video = drops.len();
         drops.truncate(MAX_POINTS);
+        let latency_digest = latency_digest(&video_g2g, &audio_g2g);
         let latency = LatencyChart {
             video_g2g: decimate(&video_g2g, MAX_POINTS),
             audio_g2g: decimate(&audio_g2g, MAX_POINTS),
@@ -243,25 +246,32 @@ impl ChartData {
                 audience_g2g: trace.audience.glass_to_glass,
                 audience_disconnected: trace.audience.disconnected,
             },
+            latency_digest,
         }
     }
 
-    /// FNV-1a over the drawn latency series: changes whenever the latency chart's data does
-    /// (the end-to-end test reads it from the canvas's `data-digest`).
+    /// Changes whenever the latency chart's data does (the end-to-end test reads it from the
+    /// canvas's `data-digest`): [`latency_digest`] of every frame's glass-to-glass latency,
+    /// computed before decimation, so a change hidden by decimation still shows.
     pub fn digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |x: f64| {
-            for b in x.to_bits().to_le_bytes() {
-                h ^= b as u64;
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        for (t, v) in self.latency.video_g2g.iter().chain(&self.latency.audio_g2g) {
-            eat(*t);
-            eat(*v);
-        }
-        h
+        self.latency_digest
     }
+}
+
+/// FNV-1a over the (capture s, latency ms) points of video then audio.
+pub fn latency_digest(video: &[(f64, f64)], audio: &[(f64, f64)]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: f64| {
+        for b in x.to_bits().to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (t, v) in video.iter().chain(audio) {
+        eat(*t);
+        eat(*v);
+    }
+    h
 }
 
 /// Bitrate per whole second of stream time, plotted at the middle of each second (the last,

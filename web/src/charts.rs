@@ -130,6 +130,23 @@ impl ChartKind {
         }
     }
 
+    /// Whether the chart would draw the same from `a` as from `b` (the latency chart's line
+    /// toggles aside): a chart whose input did not change is not drawn again.
+    pub fn same_input(self, a: &ChartData, b: &ChartData) -> bool {
+        if std::ptr::eq(a, b) {
+            return true;
+        }
+        let d = a.duration_s == b.duration_s;
+        match self {
+            ChartKind::Latency => d && a.latency == b.latency,
+            ChartKind::Vbv => d && a.vbv == b.vbv,
+            ChartKind::Bitrate => d && a.bitrate == b.bitrate,
+            ChartKind::Buffer => d && a.buffer == b.buffer,
+            ChartKind::Breakdown => a.breakdown == b.breakdown,
+            ChartKind::Startup => a.startup == b.startup,
+        }
+    }
+
     /// CSS height of the canvas in px.
     pub fn height_px(self) -> u32 {
         match self {
@@ -188,6 +205,192 @@ fn max_y<'a>(series: impl IntoIterator<Item = &'a (f64, f64)>) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The points of `pts` worth drawing on a plot `columns` pixels wide showing `x`: per pixel
+/// column, the first, lowest, highest and last point, in time order and without repeats (so a
+/// one-frame spike survives; a line never has more than ~4 points per column, usually 2).
+/// `pts` must be in x order; points outside `x` are kept as they are (plotters clips them).
+pub fn per_pixel(pts: &[(f64, f64)], x: &std::ops::Range<f64>, columns: u32) -> Vec<(f64, f64)> {
+    let cols = columns.max(1) as f64;
+    let span = x.end - x.start;
+    if pts.len() <= 4 * columns as usize || !(span > 0.0) {
+        return pts.to_vec();
+    }
+    let col = |t: f64| ((t - x.start) / span * cols).floor();
+    let mut out = Vec::with_capacity(4 * columns as usize + 8);
+    let mut i = 0;
+    while i < pts.len() {
+        let c = col(pts[i].0);
+        let start = i;
+        let (mut lo, mut hi) = (i, i);
+        i += 1;
+        while i < pts.len() && col(pts[i].0) == c {
+            if pts[i].1 < pts[lo].1 {
+                lo = i;
+            }
+            if pts[i].1 > pts[hi].1 {
+                hi = i;
+            }
+            i += 1;
+        }
+        let last = i - 1;
+        let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        for k in [start, a, b, last] {
+            if out.last() != Some(&pts[k]) {
+                out.push(pts[k]);
+            }
+        }
+    }
+    out
+}
+
+/// Width of a chart's plotting area in device pixels.
+fn plot_columns<DB: DrawingBackend>(
+    chart: &ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> u32 {
+    chart.plotting_area().dim_in_pixel().0
+}
+
+/// How a legend entry is marked.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Line(RGBColor),
+    Box(RGBColor),
+    Triangle(RGBColor),
+}
+
+/// A chart's legend, drawn by [`Legend::draw`] rather than plotters' series labels: those
+/// measure each label by adding a `<span>` to the page and reading its size, a full page
+/// layout per label (most of a chart's drawing time).
+#[derive(Debug, Default)]
+pub struct Legend {
+    items: Vec<(String, Mark)>,
+}
+
+thread_local! {
+    /// The 2d context of the canvas being drawn, to measure text with (`measureText` needs no
+    /// page layout).
+    static MEASURE: std::cell::RefCell<Option<web_sys::CanvasRenderingContext2d>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Width in pixels of `text` in sans-serif at `size` px: measured on the canvas being drawn,
+/// else estimated from typical glyph widths.
+fn text_width(text: &str, size: f64) -> f64 {
+    let measured = MEASURE.with(|m| {
+        m.borrow().as_ref().and_then(|ctx| {
+            ctx.set_font(&format!("normal {size}px sans-serif"));
+            ctx.measure_text(text).ok().map(|t| t.width())
+        })
+    });
+    measured.unwrap_or_else(|| {
+        text.chars()
+            .map(|c| match c {
+                'i' | 'j' | 'l' | 't' | 'f' | 'r' | ' ' | '.' | ',' | ':' | ';' | '(' | ')'
+                | '/' | '-' | '\'' | '|' | '!' => 0.34,
+                'm' | 'w' | 'M' | 'W' => 0.9,
+                c if c.is_ascii_uppercase() => 0.7,
+                _ => 0.6,
+            })
+            .sum::<f64>()
+            * size
+    })
+}
+
+impl Legend {
+    fn line(&mut self, label: impl Into<String>, c: RGBColor) {
+        self.items.push((label.into(), Mark::Line(c)));
+    }
+    fn boxed(&mut self, label: impl Into<String>, c: RGBColor) {
+        self.items.push((label.into(), Mark::Box(c)));
+    }
+    fn triangle(&mut self, label: impl Into<String>, c: RGBColor) {
+        self.items.push((label.into(), Mark::Triangle(c)));
+    }
+
+    /// Draws the entries in a box in the `pos` corner of `area` (pixel coordinates).
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        pos: SeriesLabelPosition,
+        sc: Scale,
+    ) -> DrawResult {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let (w, h) = area.dim_in_pixel();
+        let font = 11.0 * sc.0;
+        let line_h = (font * 1.35).round() as i32;
+        let pad = sc.px(6.0) as i32;
+        let mark_w = sc.px(14.0) as i32;
+        let gap = sc.px(6.0) as i32;
+        let text_w = self
+            .items
+            .iter()
+            .map(|(l, _)| text_width(l, font))
+            .fold(0.0, f64::max)
+            .ceil() as i32;
+        let box_w = pad + mark_w + gap + text_w + pad;
+        let box_h = pad + line_h * self.items.len() as i32 + pad;
+        let margin = sc.px(10.0) as i32;
+        let x0 = match pos {
+            SeriesLabelPosition::UpperLeft
+            | SeriesLabelPosition::MiddleLeft
+            | SeriesLabelPosition::LowerLeft => margin,
+            _ => w as i32 - margin - box_w,
+        };
+        let y0 = match pos {
+            SeriesLabelPosition::LowerLeft
+            | SeriesLabelPosition::LowerMiddle
+            | SeriesLabelPosition::LowerRight => h as i32 - margin - box_h,
+            _ => margin,
+        };
+        area.draw(&Rectangle::new(
+            [(x0, y0), (x0 + box_w, y0 + box_h)],
+            WHITE.mix(0.85).filled(),
+        ))
+        .map_err(err)?;
+        area.draw(&Rectangle::new(
+            [(x0, y0), (x0 + box_w, y0 + box_h)],
+            palette::GRID.stroke_width(1),
+        ))
+        .map_err(err)?;
+        let style = sc.font(11.0).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Left,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        for (k, (label, mark)) in self.items.iter().enumerate() {
+            let y = y0 + pad + line_h * k as i32 + line_h / 2;
+            let x = x0 + pad;
+            match *mark {
+                Mark::Line(c) => area.draw(&PathElement::new(
+                    vec![(x, y), (x + mark_w, y)],
+                    c.stroke_width(sc.px(2.0)),
+                )),
+                Mark::Box(c) => {
+                    let r = sc.px(5.0) as i32;
+                    area.draw(&Rectangle::new(
+                        [(x + mark_w / 2 - r, y - r), (x + mark_w / 2 + r, y + r)],
+                        c.filled(),
+                    ))
+                }
+                Mark::Triangle(c) => area.draw(&TriangleMarker::new(
+                    (x + mark_w / 2, y),
+                    sc.px(3.0) as i32 + 1,
+                    c.filled(),
+                )),
+            }
+            .map_err(err)?;
+            area.draw(&Text::new(
+                label.clone(),
+                (x + mark_w + gap, y),
+                style.clone(),
+            ))
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
 /// A line chart with the common axes, grid and legend; `body` adds the series.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -195,7 +398,10 @@ fn line_chart<DB: DrawingBackend>(
     x: std::ops::Range<f64>,
     y: std::ops::Range<f64>,
     (x_desc, y_desc, legend): (&str, &str, SeriesLabelPosition),
-    body: impl FnOnce(&mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>) -> DrawResult,
+    body: impl FnOnce(
+        &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        &mut Legend,
+    ) -> DrawResult,
 ) -> DrawResult {
     area.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(area)
@@ -218,27 +424,9 @@ fn line_chart<DB: DrawingBackend>(
         .y_label_formatter(&tick)
         .draw()
         .map_err(err)?;
-    body(&mut chart)?;
-    chart
-        .configure_series_labels()
-        .position(legend)
-        .background_style(WHITE.mix(0.85))
-        .border_style(palette::GRID)
-        .label_font(sc.font(11.0))
-        .draw()
-        .map_err(err)?;
-    Ok(())
-}
-
-fn legend_line(c: RGBColor, sc: Scale) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
-    let w = sc.px(14.0) as i32;
-    let sw = sc.px(2.0);
-    move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], c.stroke_width(sw))
-}
-
-fn legend_box(c: RGBColor, sc: Scale) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
-    let w = sc.px(10.0) as i32;
-    move |(x, y)| Rectangle::new([(x, y - w / 2), (x + w, y + w / 2)], c.filled())
+    let mut entries = Legend::default();
+    body(&mut chart, &mut entries)?;
+    entries.draw(&chart.plotting_area().strip_coord_spec(), legend, sc)
 }
 
 pub fn draw_latency<DB: DrawingBackend>(
@@ -270,38 +458,39 @@ pub fn draw_latency<DB: DrawingBackend>(
             "latency (ms)",
             SeriesLabelPosition::UpperRight,
         ),
-        |chart| {
+        |chart, legend| {
             let thin = sc.px(1.0);
+            let (cols, xr) = (plot_columns(chart), 0.0..d.duration_s.max(1.0));
             for (i, (stage, pts)) in l.video_stages.iter().enumerate() {
                 if !o.stages[i] {
                     continue;
                 }
                 let c = palette::STAGES[i];
                 chart
-                    .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(thin)))
-                    .map_err(err)?
-                    .label(format!("video: {}", stage.label()))
-                    .legend(legend_line(c, sc));
+                    .draw_series(LineSeries::new(
+                        per_pixel(pts, &xr, cols),
+                        c.stroke_width(thin),
+                    ))
+                    .map_err(err)?;
+                legend.line(format!("video: {}", stage.label()), c);
             }
             if o.audio {
                 chart
                     .draw_series(LineSeries::new(
-                        l.audio_g2g.iter().copied(),
+                        per_pixel(&l.audio_g2g, &xr, cols),
                         palette::AUDIO.stroke_width(thin),
                     ))
-                    .map_err(err)?
-                    .label("audio glass-to-glass")
-                    .legend(legend_line(palette::AUDIO, sc));
+                    .map_err(err)?;
+                legend.line("audio glass-to-glass", palette::AUDIO);
             }
             if o.video {
                 chart
                     .draw_series(LineSeries::new(
-                        l.video_g2g.iter().copied(),
+                        per_pixel(&l.video_g2g, &xr, cols),
                         palette::VIDEO.stroke_width(sc.px(1.5)),
                     ))
-                    .map_err(err)?
-                    .label("video glass-to-glass")
-                    .legend(legend_line(palette::VIDEO, sc));
+                    .map_err(err)?;
+                legend.line("video glass-to-glass", palette::VIDEO);
             }
             if !l.video_drops.is_empty() {
                 let r = sc.px(3.0) as i32;
@@ -311,11 +500,8 @@ pub fn draw_latency<DB: DrawingBackend>(
                             .iter()
                             .map(|(t, _)| TriangleMarker::new((*t, 0.0), r, palette::BAD.filled())),
                     )
-                    .map_err(err)?
-                    .label("video frame never shown")
-                    .legend(move |(x, y)| {
-                        TriangleMarker::new((x + r, y), r, palette::BAD.filled())
-                    });
+                    .map_err(err)?;
+                legend.triangle("video frame never shown", palette::BAD);
             }
             Ok(())
         },
@@ -344,25 +530,26 @@ pub fn draw_vbv<DB: DrawingBackend>(
             "fullness (kbit)",
             SeriesLabelPosition::LowerRight,
         ),
-        |chart| {
+        |chart, legend| {
             if v.buffer_kbit > 0.0 {
                 chart
                     .draw_series(LineSeries::new(
                         [(0.0, v.buffer_kbit), (xmax, v.buffer_kbit)],
                         palette::GREY.stroke_width(sc.px(1.0)),
                     ))
-                    .map_err(err)?
-                    .label(format!("buffer size {:.0} kbit", v.buffer_kbit))
-                    .legend(legend_line(palette::GREY, sc));
+                    .map_err(err)?;
+                legend.line(
+                    format!("buffer size {:.0} kbit", v.buffer_kbit),
+                    palette::GREY,
+                );
             }
             chart
                 .draw_series(LineSeries::new(
-                    v.fullness_kbit.iter().copied(),
+                    per_pixel(&v.fullness_kbit, &(0.0..xmax), plot_columns(chart)),
                     palette::VIDEO.stroke_width(sc.px(1.0)),
                 ))
-                .map_err(err)?
-                .label("fullness after each frame")
-                .legend(legend_line(palette::VIDEO, sc));
+                .map_err(err)?;
+            legend.line("fullness after each frame", palette::VIDEO);
             let r = sc.px(3.0) as i32;
             if !v.overflows.is_empty() {
                 // Runs of consecutive full frames, drawn as one thick segment each.
@@ -384,12 +571,11 @@ pub fn draw_vbv<DB: DrawingBackend>(
                             palette::WARN.stroke_width(w),
                         )
                     }))
-                    .map_err(err)?
-                    .label(format!(
-                        "full: filler/clipped ({} frames)",
-                        v.overflows.len()
-                    ))
-                    .legend(legend_line(palette::WARN, sc));
+                    .map_err(err)?;
+                legend.line(
+                    format!("full: filler/clipped ({} frames)", v.overflows.len()),
+                    palette::WARN,
+                );
             }
             if !v.underflows.is_empty() {
                 chart
@@ -398,11 +584,8 @@ pub fn draw_vbv<DB: DrawingBackend>(
                             .iter()
                             .map(|t| TriangleMarker::new((*t, 0.0), r + 1, palette::BAD.filled())),
                     )
-                    .map_err(err)?
-                    .label(format!("underflow ({})", v.underflows.len()))
-                    .legend(move |(x, y)| {
-                        TriangleMarker::new((x + r, y), r + 1, palette::BAD.filled())
-                    });
+                    .map_err(err)?;
+                legend.triangle(format!("underflow ({})", v.underflows.len()), palette::BAD);
             }
             Ok(())
         },
@@ -449,41 +632,40 @@ pub fn draw_bitrate<DB: DrawingBackend>(
             "bitrate (kb/s)",
             SeriesLabelPosition::LowerRight,
         ),
-        |chart| {
+        |chart, legend| {
             if show_cap {
                 chart
                     .draw_series(LineSeries::new(
                         [(0.0, b.capacity_kbps), (xmax, b.capacity_kbps)],
                         palette::BAD.stroke_width(sc.px(2.0)),
                     ))
-                    .map_err(err)?
-                    .label(format!("uplink capacity {:.0} kb/s", b.capacity_kbps))
-                    .legend(legend_line(palette::BAD, sc));
+                    .map_err(err)?;
+                legend.line(
+                    format!("uplink capacity {:.0} kb/s", b.capacity_kbps),
+                    palette::BAD,
+                );
             }
             chart
                 .draw_series(LineSeries::new(
                     [(0.0, b.target_kbps), (xmax, b.target_kbps)],
                     palette::GREY.stroke_width(sc.px(1.0)),
                 ))
-                .map_err(err)?
-                .label(format!("target {:.0} kb/s", b.target_kbps))
-                .legend(legend_line(palette::GREY, sc));
+                .map_err(err)?;
+            legend.line(format!("target {:.0} kb/s", b.target_kbps), palette::GREY);
             chart
                 .draw_series(LineSeries::new(
                     total.iter().copied(),
                     palette::VIDEO.stroke_width(sc.px(1.5)),
                 ))
-                .map_err(err)?
-                .label("video + audio, per second")
-                .legend(legend_line(palette::VIDEO, sc));
+                .map_err(err)?;
+            legend.line("video + audio, per second", palette::VIDEO);
             chart
                 .draw_series(LineSeries::new(
                     b.audio_kbps.iter().copied(),
                     palette::AUDIO.stroke_width(sc.px(1.0)),
                 ))
-                .map_err(err)?
-                .label("audio")
-                .legend(legend_line(palette::AUDIO, sc));
+                .map_err(err)?;
+            legend.line("audio", palette::AUDIO);
             Ok(())
         },
     )?;
@@ -523,7 +705,7 @@ pub fn draw_buffer<DB: DrawingBackend>(
             "buffered media (ms)",
             SeriesLabelPosition::UpperRight,
         ),
-        |chart| {
+        |chart, legend| {
             if !b.rebuffers.is_empty() {
                 let fill = palette::BAD.mix(0.25).filled();
                 chart
@@ -532,26 +714,26 @@ pub fn draw_buffer<DB: DrawingBackend>(
                             Rectangle::new([(*a, 0.0), (e.max(*a + 0.02), top)], fill)
                         }),
                     )
-                    .map_err(err)?
-                    .label(format!("rebuffering ({})", b.rebuffers.len()))
-                    .legend(legend_box(palette::BAD, sc));
+                    .map_err(err)?;
+                legend.boxed(format!("rebuffering ({})", b.rebuffers.len()), palette::BAD);
             }
             chart
                 .draw_series(LineSeries::new(
                     [(0.0, b.startup_buffer_ms), (xmax, b.startup_buffer_ms)],
                     palette::GREY.stroke_width(sc.px(1.0)),
                 ))
-                .map_err(err)?
-                .label(format!("start-up threshold {:.0} ms", b.startup_buffer_ms))
-                .legend(legend_line(palette::GREY, sc));
+                .map_err(err)?;
+            legend.line(
+                format!("start-up threshold {:.0} ms", b.startup_buffer_ms),
+                palette::GREY,
+            );
             chart
                 .draw_series(LineSeries::new(
-                    b.level_ms.iter().copied(),
+                    per_pixel(&b.level_ms, &(0.0..xmax), plot_columns(chart)),
                     palette::GOOD.stroke_width(sc.px(1.5)),
                 ))
-                .map_err(err)?
-                .label("player 0's buffer")
-                .legend(legend_line(palette::GOOD, sc));
+                .map_err(err)?;
+            legend.line("player 0's buffer", palette::GOOD);
             Ok(())
         },
     )
@@ -717,23 +899,22 @@ pub fn draw_overlay<DB: DrawingBackend>(
         0.0..xmax,
         with_legend_room(ymax),
         (x_desc, y_desc, legend),
-        |chart| {
+        |chart, legend| {
+            let cols = plot_columns(chart);
             chart
                 .draw_series(LineSeries::new(
-                    o.simulated.iter().copied(),
+                    per_pixel(&o.simulated, &(0.0..xmax), cols),
                     palette::VIDEO.stroke_width(sc.px(1.0)),
                 ))
-                .map_err(err)?
-                .label("simulated")
-                .legend(legend_line(palette::VIDEO, sc));
+                .map_err(err)?;
+            legend.line("simulated", palette::VIDEO);
             chart
                 .draw_series(LineSeries::new(
-                    o.measured.iter().copied(),
+                    per_pixel(&o.measured, &(0.0..xmax), cols),
                     palette::MEASURED.stroke_width(sc.px(1.5)),
                 ))
-                .map_err(err)?
-                .label("measured")
-                .legend(legend_line(palette::MEASURED, sc));
+                .map_err(err)?;
+            legend.line("measured", palette::MEASURED);
             Ok(())
         },
     )
@@ -757,21 +938,29 @@ pub fn draw_kind<DB: DrawingBackend>(
     }
 }
 
-/// Sizes `canvas` to its CSS box at the device pixel ratio and draws on it with `f`.
-pub fn draw_on_canvas(
-    canvas: &web_sys::HtmlCanvasElement,
-    height_css: u32,
-    f: impl FnOnce(&DrawingArea<plotters_canvas::CanvasBackend, Shift>, Scale) -> DrawResult,
-) -> DrawResult {
+/// The size in device pixels `canvas` is drawn at (its CSS width, `height_css`, at the device
+/// pixel ratio clamped to 1..2), and that ratio.
+pub fn canvas_size(canvas: &web_sys::HtmlCanvasElement, height_css: u32) -> ((u32, u32), f64) {
     let dpr = web_sys::window()
         .map(|w| w.device_pixel_ratio())
         .unwrap_or(1.0)
         .clamp(1.0, 2.0);
     let css_w = canvas.client_width().max(200) as f64;
-    let (w, h) = (
-        (css_w * dpr).round() as u32,
-        (height_css as f64 * dpr).round() as u32,
-    );
+    (
+        (
+            (css_w * dpr).round() as u32,
+            (height_css as f64 * dpr).round() as u32,
+        ),
+        dpr,
+    )
+}
+
+/// Sizes `canvas` to `size` (from [`canvas_size`]) and draws on it with `f`.
+pub fn draw_on_canvas(
+    canvas: &web_sys::HtmlCanvasElement,
+    ((w, h), dpr): ((u32, u32), f64),
+    f: impl FnOnce(&DrawingArea<plotters_canvas::CanvasBackend, Shift>, Scale) -> DrawResult,
+) -> DrawResult {
     if canvas.width() != w {
         canvas.set_width(w);
     }
@@ -781,7 +970,15 @@ pub fn draw_on_canvas(
     let backend = plotters_canvas::CanvasBackend::with_canvas_object(canvas.clone())
         .ok_or("no 2d context on the canvas")?;
     let area = backend.into_drawing_area();
-    f(&area, Scale(dpr))?;
+    let ctx = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| wasm_bindgen::JsCast::dyn_into(c).ok());
+    MEASURE.with(|m| *m.borrow_mut() = ctx);
+    let drawn = f(&area, Scale(dpr));
+    MEASURE.with(|m| *m.borrow_mut() = None);
+    drawn?;
     area.present().map_err(err)
 }
 

@@ -271,9 +271,11 @@ impl Component for MeasuredPanel {
             for (i, node) in self.canvases.iter().enumerate() {
                 if let Some(canvas) = node.cast::<web_sys::HtmlCanvasElement>() {
                     let (_, x, y) = OVERLAYS[i];
-                    let r = charts::draw_on_canvas(&canvas, 200, |area, sc: Scale| {
-                        charts::draw_overlay(area, series[i], x, y, sc)
-                    });
+                    let r = charts::draw_on_canvas(
+                        &canvas,
+                        charts::canvas_size(&canvas, 200),
+                        |area, sc: Scale| charts::draw_overlay(area, series[i], x, y, sc),
+                    );
                     if let Err(e) = r {
                         web_sys::console::warn_1(&format!("measured chart: {e}").into());
                     }

@@ -149,6 +149,22 @@ struct OutboxState {
     close_after_flush: bool,
     /// Queue statistics of earlier plays on this connection (the API shows totals).
     past: QueueStats,
+    /// The socket's write half, once the writer task runs; see [`Outbox::push_media`].
+    socket: Option<Arc<OwnedWriteHalf>>,
+    /// The writer task took bytes from here and has not finished writing them: until it has,
+    /// nothing may be written past it.
+    writing: bool,
+}
+
+/// What [`Outbox::push_media`] did with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// sim-core's decision.
+    pub outcome: PushOutcome,
+    /// Already-queued messages the push discarded.
+    pub evicted: u64,
+    /// Bytes written to the socket on the spot (the direct path).
+    pub written: u64,
 }
 
 /// One connection's outbound side. See the module docs.
@@ -160,6 +176,8 @@ pub struct Outbox {
     pub peer: SocketAddr,
     pub connected_at: Instant,
     staged_limit: usize,
+    /// The fan-out may write to this connection's socket itself (one runtime worker thread).
+    direct_writes: bool,
 }
 
 impl Outbox {
@@ -174,6 +192,8 @@ impl Outbox {
                 play_stream_id: MEDIA_STREAM_ID,
                 close_after_flush: false,
                 past: QueueStats::default(),
+                socket: None,
+                writing: false,
             }),
             close: CloseSignal::default(),
             peer,
@@ -181,6 +201,7 @@ impl Outbox {
             staged_limit: queue_part
                 .saturating_mul(2)
                 .saturating_add(STAGED_SLACK_BYTES),
+            direct_writes: single_worker_runtime(),
         }
     }
 
@@ -263,17 +284,71 @@ impl Outbox {
         }
     }
 
-    /// Offers one media message to the player's queue (sim-core decides: queue, drop, or
-    /// disconnect). Returns the outcome and how many already-queued messages it discarded.
-    pub fn push_media(&self, now: Micros, info: MediaInfo, bytes: Bytes) -> (PushOutcome, u64) {
+    /// Offers one media message to the player's queue: sim-core decides (queue, drop, or
+    /// disconnect).
+    ///
+    /// **Direct path**: when the message is due at once (no coalescing window), nothing is
+    /// waiting before it (queue was empty, nothing staged, the writer task is not mid-write)
+    /// and the runtime has one worker thread, it is written to the socket right here, by the
+    /// publisher's task, as nginx's event loop does: no wake-up of the writer task, no second
+    /// lock, no task switch per message per player. Whatever the socket does not take (full)
+    /// goes to the front of `staged` for the writer task, which then takes over. With several
+    /// worker threads the writer tasks spread the writes over the cores instead. The queue
+    /// still sees every message (push then pop), so its decisions and counters are the same.
+    pub fn push_media(&self, now: Micros, info: MediaInfo, bytes: Bytes) -> Pushed {
         let mut evicted = 0u64;
-        let (outcome, flush_moved) = {
-            let mut st = self.lock();
+        let mut written = 0u64;
+        let mut failed = false;
+        let (outcome, wake) = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
             match st.queue.as_mut() {
                 Some(q) => {
                     let before = q.flush_at();
                     let outcome = q.push_with_drops(now, info, bytes, |_, _, _| evicted += 1);
-                    (outcome, q.flush_at() != before)
+                    let after = q.flush_at();
+                    let direct = self.direct_writes
+                        && outcome == PushOutcome::Queued
+                        && before.is_none()
+                        && after.is_some_and(|at| at <= now)
+                        && !st.writing
+                        && st.staged.is_empty();
+                    match st.socket.as_ref().filter(|_| direct) {
+                        Some(socket) => {
+                            // The queue was empty: this message is all it holds.
+                            let message = q.pop().map(|(_, b)| b);
+                            let more = q.flush_at().is_some();
+                            let mut parts: [Bytes; 2] = [Bytes::new(), Bytes::new()];
+                            let mut count = 0;
+                            if let Some(m) = message {
+                                retarget(m, st.play_stream_id, |part| {
+                                    if let Some(slot) = parts.get_mut(count) {
+                                        *slot = part;
+                                        count += 1;
+                                    }
+                                });
+                            }
+                            let parts = parts.get_mut(..count).unwrap_or(&mut []);
+                            match write_now(socket, parts) {
+                                Ok(n) => written = n,
+                                Err(_) => failed = true,
+                            }
+                            // What the socket did not take waits, in order, for the writer.
+                            let mut wake = more;
+                            for part in parts.iter_mut().rev().filter(|p| !p.is_empty()) {
+                                st.staged_bytes = st.staged_bytes.saturating_add(part.len());
+                                st.staged.push_front(std::mem::take(part));
+                                wake = true;
+                            }
+                            (outcome, wake)
+                        }
+                        // The writer needs waking only when its next flush time changed: the
+                        // queue was empty, or the coalescing window was cut short (enough
+                        // bytes queued). Otherwise it is already due to write (or asleep until
+                        // a deadline this push does not move) and takes this message with the
+                        // others: with a window that saves a wake-up per message per player.
+                        None => (outcome, outcome == PushOutcome::Queued && after != before),
+                    }
                 }
                 None => (
                     PushOutcome::Dropped(sim_core::server::DropReason::Disconnected),
@@ -281,18 +356,16 @@ impl Outbox {
                 ),
             }
         };
-        match outcome {
-            // The writer needs waking only when its next flush time changed: the queue was
-            // empty, or the coalescing window was cut short (enough bytes queued). Otherwise
-            // it is already due to write (or asleep until a deadline this push does not move)
-            // and takes this message with the others: with a coalescing window this saves a
-            // wake-up per message per player.
-            PushOutcome::Queued if flush_moved => self.wake(),
-            PushOutcome::Queued => {}
-            PushOutcome::Disconnect => self.close.close(),
-            PushOutcome::Dropped(_) => {}
+        if failed || outcome == PushOutcome::Disconnect {
+            self.close.close();
+        } else if wake {
+            self.wake();
         }
-        (outcome, evicted)
+        Pushed {
+            outcome,
+            evicted,
+            written,
+        }
     }
 
     /// Write what is staged, then close.
@@ -351,11 +424,13 @@ fn retarget(message: Bytes, stream_id: u32, mut out: impl FnMut(Bytes)) {
 /// stops reading). Always ends by closing the outbox, which tells the reader task.
 pub async fn run_writer(
     outbox: Arc<Outbox>,
-    mut socket: OwnedWriteHalf,
+    socket: OwnedWriteHalf,
     clock: Clock,
     metrics: Arc<Metrics>,
     idle: Duration,
 ) {
+    let socket = Arc::new(socket);
+    outbox.lock().socket = Some(socket.clone());
     let mut batch: VecDeque<Bytes> = VecDeque::with_capacity(MAX_IOVECS);
     loop {
         if outbox.close.is_closed() {
@@ -365,8 +440,10 @@ pub async fn run_writer(
         let finish = {
             let mut st = outbox.lock();
             let st = &mut *st;
-            batch.extend(st.staged.drain(..));
-            st.staged_bytes = 0;
+            if !st.staged.is_empty() {
+                batch.extend(st.staged.drain(..));
+                st.staged_bytes = 0;
+            }
             let sid = st.play_stream_id;
             if let Some(q) = st.queue.as_mut() {
                 if let Some(at) = q.flush_at() {
@@ -380,10 +457,13 @@ pub async fn run_writer(
                     }
                 }
             }
+            st.writing = !batch.is_empty();
             st.close_after_flush
         };
         if !batch.is_empty() {
-            match write_all_vectored(&mut socket, &mut batch, idle).await {
+            let result = write_all(&socket, &mut batch, idle).await;
+            outbox.lock().writing = false;
+            match result {
                 Ok(n) => metrics.add_bytes_out(n),
                 Err(e) => {
                     tracing::debug!(peer = %outbox.peer, error = %e, "write failed");
@@ -407,21 +487,50 @@ pub async fn run_writer(
             }
         }
     }
-    // Half-close so the peer sees a clean end after the last bytes (bounded: a peer that
+    // Take the socket back from the outbox (no direct write can start any more), then
+    // half-close so the peer sees a clean end after the last bytes (bounded: a peer that
     // does not read cannot hold the task).
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+    let shared = outbox.lock().socket.take();
+    drop(shared);
+    if let Ok(mut socket) = Arc::try_unwrap(socket) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+    }
     outbox.close.close();
 }
 
-fn send_single() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("RL_SEND").is_some())
+/// Does this runtime run on one worker thread? (The fan-out then writes to sockets itself;
+/// see [`Outbox::push_media`].)
+fn single_worker_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_workers() == 1)
 }
 
-/// Writes every buffer of `bufs` (emptying it) with `write_vectored`, many per syscall.
-/// Fails if one call makes no progress for `idle`.
-async fn write_all_vectored(
-    socket: &mut OwnedWriteHalf,
+/// One non-blocking write of `parts` (one or two buffers); advances them past what was
+/// written and returns the count (`WouldBlock` is not an error: nothing was written).
+fn write_now(socket: &OwnedWriteHalf, parts: &mut [Bytes]) -> std::io::Result<u64> {
+    let result = match parts {
+        [] => return Ok(0),
+        // send(2) for one buffer: lighter than writev(2) (no iovec import, no fsnotify).
+        [one] => socket.try_write(one),
+        [a, b, ..] => socket.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+    };
+    let n = match result {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    let mut left = n;
+    for part in parts.iter_mut() {
+        let take = left.min(part.len());
+        part.advance(take);
+        left -= take;
+    }
+    Ok(n as u64)
+}
+
+/// Writes every buffer of `bufs` (emptying it), many per syscall (`writev`; `send` for one).
+/// Fails if the socket stays full for `idle`.
+async fn write_all(
+    socket: &OwnedWriteHalf,
     bufs: &mut VecDeque<Bytes>,
     idle: Duration,
 ) -> std::io::Result<u64> {
@@ -435,25 +544,22 @@ async fn write_all_vectored(
                 count += 1;
             }
             let slices = slices.get(..count).unwrap_or(&[]);
-            // The socket usually has room: try the write directly (no future, no timer);
-            // only a full socket waits, bounded by `idle`.
-            let attempt = if send_single() && slices.len() == 1 {
-                socket.try_write(slices.first().map_or(&[][..], |s| &s[..]))
-            } else {
-                socket.try_write_vectored(slices)
+            // The socket usually has room: write at once (no future, no timer); only a
+            // full socket waits for writability, bounded by `idle`.
+            let attempt = match slices {
+                [one] => socket.try_write(one),
+                _ => socket.try_write_vectored(slices),
             };
             match attempt {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(idle, socket.write_vectored(slices)).await {
-                        Ok(result) => result?,
-                        Err(_) => {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "peer accepted no data within the idle timeout",
-                            ))
-                        }
+                    if tokio::time::timeout(idle, socket.writable()).await.is_err() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "peer accepted no data within the idle timeout",
+                        ));
                     }
+                    continue;
                 }
                 Err(e) => return Err(e),
             }

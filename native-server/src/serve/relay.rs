@@ -637,7 +637,11 @@ impl Relay {
 
     fn fan_out(&self, players: &[Arc<Player>], now: Micros, info: MediaInfo, bytes: &Bytes) {
         for p in players {
-            let (outcome, evicted) = p.outbox.push_media(now, info, bytes.clone());
+            let pushed = p.outbox.push_media(now, info, bytes.clone());
+            let (outcome, evicted) = (pushed.outcome, pushed.evicted);
+            if pushed.written > 0 {
+                self.metrics.add_bytes_out(pushed.written);
+            }
             let dropped = evicted + u64::from(matches!(outcome, PushOutcome::Dropped(_)));
             if dropped > 0 {
                 self.metrics
