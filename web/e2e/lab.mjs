@@ -182,26 +182,32 @@ try {
     const slices = await page.$eval('#app', (el) => +el.dataset.slices);
     const sim = [];
     const draw = [];
+    let worst = null;
     // Twenty slider moves on the same preset: the steady-state figure.
     if (slices === 1) {
       for (let k = 0; k < 20; k++) {
         await setSlider(page, 'rtt', 60 + 5 * k);
-        sample.push(await frameMs(page));
-        sim.push(await page.$eval('#app', (el) => +el.dataset.simMs));
-        draw.push(await page.$eval('#app', (el) => +el.dataset.drawMs));
+        const parts = await page.$eval('#app', (el) => ({
+          total: +el.dataset.frameMs, sim: +el.dataset.simMs, draw: +el.dataset.drawMs, page: +el.dataset.renderMs,
+        }));
+        sample.push(parts.total);
+        sim.push(parts.sim);
+        draw.push(parts.draw);
+        if (!worst || parts.total > worst.total) worst = parts;
       }
     }
     const q = (xs, f) => {
       const s = [...xs].sort((a, b) => a - b);
-      return s.length ? s[Math.min(s.length - 1, Math.ceil(f * s.length) - 1)] : NaN;
+      return s.length ? s[Math.max(0, Math.min(s.length - 1, Math.ceil(f * s.length) - 1))] : NaN;
     };
     perPreset[name] = {
       min: q(sample, 0), median: q(sample, 0.5), p95: q(sample, 0.95), max: q(sample, 1),
-      sim: q(sim, 0.5), draw: q(draw, 0.5), n: sample.length, slices,
+      sim: q(sim, 0.5), draw: q(draw, 0.5), n: sample.length, slices, worst,
     };
   }
   for (const [name, t] of Object.entries(perPreset)) {
-    console.log(`time ${name}: recompute+redraw min ${t.min.toFixed(1)}, median ${t.median.toFixed(1)}, p95 ${t.p95.toFixed(1)}, max ${t.max.toFixed(1)} ms (simulate ${t.sim.toFixed(1)}, draw ${t.draw.toFixed(1)} median; n=${t.n}), ${t.slices} slice(s)`);
+    console.log(`time ${name}: recompute+redraw min ${t.min.toFixed(1)}, median ${t.median.toFixed(1)}, p95 ${t.p95.toFixed(1)}, max ${t.max.toFixed(1)} ms (simulate ${t.sim.toFixed(1)}, draw ${t.draw.toFixed(1)} median; n=${t.n}), ${t.slices} slice(s)`
+      + (t.worst ? `; slowest move: simulate ${t.worst.sim.toFixed(1)}, page update ${t.worst.page.toFixed(1)}, draw ${t.worst.draw.toFixed(1)}, other ${(t.worst.total - t.worst.sim - t.worst.page - t.worst.draw).toFixed(1)} ms` : ''));
   }
   console.log(`time: load average ${load.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`);
   const obs = perPreset['obs-default'];

@@ -88,6 +88,12 @@ struct Run {
     seq: u32,
 }
 
+/// The observer of the chart canvases and its callback (kept alive with it).
+type Observer = (
+    web_sys::IntersectionObserver,
+    Closure<dyn FnMut(js_sys::Array)>,
+);
+
 /// What a canvas shows: what it would take to draw it again differently.
 struct Drawn {
     data: Rc<ChartData>,
@@ -100,6 +106,8 @@ struct PendingDraw {
     started_ms: f64,
     sim_ms: f64,
     slices: u32,
+    /// When the run and its chart data were ready (performance.now, ms).
+    ready_ms: f64,
 }
 
 pub struct App {
@@ -125,10 +133,7 @@ pub struct App {
     drawn: Vec<Option<Drawn>>,
     visible: Rc<std::cell::RefCell<Vec<bool>>>,
     hidden_timer: Option<gloo_timers::callback::Timeout>,
-    observer: Option<(
-        web_sys::IntersectionObserver,
-        Closure<dyn FnMut(js_sys::Array)>,
-    )>,
+    observer: Option<Observer>,
     _listeners: Vec<Closure<dyn FnMut()>>,
 }
 
@@ -183,7 +188,8 @@ impl App {
         let Some(job) = self.job.take() else { return };
         let trace = job.engine.into_trace();
         let data = ChartData::from_trace(&trace, &job.scenario);
-        let sim_ms = job.sim_ms + (now_ms() - t0);
+        let ready_ms = now_ms();
+        let sim_ms = job.sim_ms + (ready_ms - t0);
         let seq = self.run.as_ref().map_or(0, |r| r.seq) + 1;
         self.run = Some(Run {
             trace: Shared(Rc::new(trace)),
@@ -194,6 +200,7 @@ impl App {
             started_ms: job.started_ms,
             sim_ms,
             slices: job.slices,
+            ready_ms,
         });
     }
 
@@ -540,11 +547,14 @@ impl Component for App {
         let end = now_ms();
         let draw_ms = end - t_draw;
         let total = end - p.started_ms;
+        // Between the run's end and the drawing: Yew's view and DOM patch.
+        let render_ms = t_draw - p.ready_ms;
         self.runs = self.run.as_ref().map_or(self.runs + 1, |r| r.seq);
         if let Some(root) = self.root.cast::<web_sys::Element>() {
             let _ = root.set_attribute("data-frame-ms", &format!("{total:.2}"));
             let _ = root.set_attribute("data-sim-ms", &format!("{:.2}", p.sim_ms));
             let _ = root.set_attribute("data-draw-ms", &format!("{draw_ms:.2}"));
+            let _ = root.set_attribute("data-render-ms", &format!("{render_ms:.2}"));
             let _ = root.set_attribute("data-slices", &p.slices.to_string());
             let _ = root.set_attribute("data-runs", &self.runs.to_string());
         }
@@ -561,7 +571,7 @@ impl Component for App {
         }
         web_sys::console::log_1(
             &format!(
-                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s; drawn {:?} ms",
+                "rtmp-lab: recompute+redraw {total:.2} ms (simulate {:.2} ms, draw {draw_ms:.2} ms, {} slice(s)) for {} {:.0} s; page update {render_ms:.2} ms; drawn {:?} ms",
                 p.sim_ms, p.slices, self.scenario.name, self.scenario.duration_s,
                 per_chart.iter().map(|(k, t)| (k.canvas_id(), (t * 10.0).round() / 10.0)).collect::<Vec<_>>()
             )

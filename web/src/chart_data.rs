@@ -191,6 +191,7 @@ impl ChartData {
         let dropped_video = drops.len();
         drops.truncate(MAX_POINTS);
         let latency_digest = latency_digest(&video_g2g, &audio_g2g);
+        let (breakdown, video_g2g_pct, audio_g2g_pct) = breakdown(trace);
         let latency = LatencyChart {
             video_g2g: decimate(&video_g2g, MAX_POINTS),
             audio_g2g: decimate(&audio_g2g, MAX_POINTS),
@@ -229,11 +230,11 @@ impl ChartData {
                     .collect(),
                 startup_buffer_ms: s.player.startup_buffer_ms,
             },
-            breakdown: breakdown(trace),
+            breakdown,
             startup: startup_chart(trace, s),
             headline: Headline {
-                video_g2g: trace.stage_latency(Stage::GlassToGlass, MediaKind::Video),
-                audio_g2g: trace.stage_latency(Stage::GlassToGlass, MediaKind::Audio),
+                video_g2g: video_g2g_pct,
+                audio_g2g: audio_g2g_pct,
                 join_to_first_frame_ms: trace
                     .startup
                     .first_frame_played_us
@@ -329,20 +330,60 @@ fn vbv_chart(trace: &Trace, s: &Scenario) -> VbvChart {
     }
 }
 
-fn breakdown(trace: &Trace) -> Breakdown {
-    let p50 = |st: Stage, k: MediaKind| trace.stage_latency(st, k).map(|p| p.p50);
-    let per = |k: MediaKind| {
+/// The per-stage medians and the glass-to-glass percentiles of video and audio, in one pass
+/// over the frames (the same samples as `Trace::stage_latency`, which passes over them once
+/// per stage and sorts each sample in full).
+fn breakdown(trace: &Trace) -> (Breakdown, Option<Percentiles>, Option<Percentiles>) {
+    // [kind][stage]: video 0, audio 1; stages in PIPELINE order.
+    let mut samples: [Vec<Vec<f64>>; 2] = std::array::from_fn(|_| {
+        (0..STAGE_COUNT)
+            .map(|_| Vec::with_capacity(trace.frames.len()))
+            .collect()
+    });
+    let mut g2g: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for f in &trace.frames {
+        let k = match f.kind {
+            MediaKind::Video => 0,
+            MediaKind::Audio => 1,
+            MediaKind::Data => continue,
+        };
+        for (i, st) in PIPELINE.iter().enumerate() {
+            if let Some(ms) = st.latency_ms(f) {
+                samples[k][i].push(ms);
+            }
+        }
+        if let Some(ms) = Stage::GlassToGlass.latency_ms(f) {
+            g2g[k].push(ms);
+        }
+    }
+    let [video, audio] = samples.map(|per_stage| {
         PIPELINE
             .iter()
-            .map(|st| (*st, p50(*st, k).unwrap_or(0.0).max(0.0)))
-            .collect()
-    };
-    Breakdown {
-        video: per(MediaKind::Video),
-        audio: per(MediaKind::Audio),
-        video_g2g_p50: p50(Stage::GlassToGlass, MediaKind::Video),
-        audio_g2g_p50: p50(Stage::GlassToGlass, MediaKind::Audio),
+            .zip(per_stage)
+            .map(|(st, mut v)| (*st, median(&mut v).unwrap_or(0.0).max(0.0)))
+            .collect::<Vec<_>>()
+    });
+    let [video_g2g, audio_g2g] = g2g.map(|mut v| Percentiles::of(&mut v));
+    (
+        Breakdown {
+            video,
+            audio,
+            video_g2g_p50: video_g2g.map(|p| p.p50),
+            audio_g2g_p50: audio_g2g.map(|p| p.p50),
+        },
+        video_g2g,
+        audio_g2g,
+    )
+}
+
+/// The nearest-rank median (what [`Percentiles::of`] calls p50), without sorting in full.
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
     }
+    let n = v.len();
+    let rank = ((0.5 * n as f64).ceil() as usize).clamp(1, n);
+    Some(*v.select_nth_unstable_by(rank - 1, f64::total_cmp).1)
 }
 
 fn steps(b: &sim_core::rtmp::StartupBreakdown, last: &'static str) -> Vec<Span> {
@@ -416,6 +457,46 @@ mod tests {
         assert!(d.len() <= 1002, "{}", d.len());
         assert!(d.iter().any(|p| p.1 == 1e6));
         assert!(d.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn one_pass_breakdown_matches_the_trace_percentiles() {
+        for name in ["obs-default", "mobile-3g", "lan"] {
+            let mut s = preset(name).unwrap();
+            s.duration_s = 20.0;
+            let t = Engine::run(&s);
+            let c = ChartData::from_trace(&t, &s);
+            for (kind, row) in [
+                (MediaKind::Video, &c.breakdown.video),
+                (MediaKind::Audio, &c.breakdown.audio),
+            ] {
+                for (st, ms) in row {
+                    let p50 = t.stage_latency(*st, kind).map_or(0.0, |p| p.p50.max(0.0));
+                    assert_eq!(*ms, p50, "{name} {kind:?} {st:?}");
+                }
+            }
+            let g2g = |k| t.stage_latency(Stage::GlassToGlass, k);
+            assert_eq!(c.headline.video_g2g, g2g(MediaKind::Video));
+            assert_eq!(c.headline.audio_g2g, g2g(MediaKind::Audio));
+            assert_eq!(
+                c.breakdown.video_g2g_p50,
+                g2g(MediaKind::Video).map(|p| p.p50)
+            );
+        }
+        let mut odd = vec![3.0, 1.0, 2.0, 5.0, 4.0];
+        assert_eq!(median(&mut odd), Some(3.0));
+        let mut even = vec![4.0, 1.0, 3.0, 2.0];
+        assert_eq!(median(&mut even), Some(2.0));
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn the_digest_sees_changes_that_decimation_hides() {
+        let pts: Points = (0..10_000).map(|i| (i as f64, (i % 2) as f64)).collect();
+        let mut other = pts.clone();
+        other[5_000].1 = 0.5; // within its bucket's min and max: the decimated series is equal
+        assert_eq!(decimate(&pts, MAX_POINTS), decimate(&other, MAX_POINTS));
+        assert_ne!(latency_digest(&pts, &[]), latency_digest(&other, &[]));
     }
 
     #[test]

@@ -205,49 +205,68 @@ fn max_y<'a>(series: impl IntoIterator<Item = &'a (f64, f64)>) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// The points of `pts` worth drawing on a plot `columns` pixels wide showing `x`: per pixel
-/// column, the first, lowest, highest and last point, in time order and without repeats (so a
-/// one-frame spike survives; a line never has more than ~4 points per column, usually 2).
-/// `pts` must be in x order; points outside `x` are kept as they are (plotters clips them).
-pub fn per_pixel(pts: &[(f64, f64)], x: &std::ops::Range<f64>, columns: u32) -> Vec<(f64, f64)> {
-    let cols = columns.max(1) as f64;
-    let span = x.end - x.start;
-    if pts.len() <= 4 * columns as usize || !(span > 0.0) {
-        return pts.to_vec();
-    }
-    let col = |t: f64| ((t - x.start) / span * cols).floor();
-    let mut out = Vec::with_capacity(4 * columns as usize + 8);
+/// The points of `pts` worth drawing as a line, given where each lands in pixels (`to_px`):
+/// per pixel column, the first, highest, lowest and last point in time order, without
+/// repeats, and the inner points of a run along one pixel row left out. So a line has at most
+/// four points per column (a flat one much fewer), and a one-frame spike still shows.
+pub fn per_pixel(pts: &[(f64, f64)], to_px: impl Fn((f64, f64)) -> (i32, i32)) -> Vec<(f64, f64)> {
+    /// A data point and where it lands.
+    type At = ((f64, f64), (i32, i32));
+    let mut out: Vec<At> = Vec::with_capacity(pts.len().min(4096));
+    let push = |out: &mut Vec<At>, p: At| {
+        let n = out.len();
+        if n >= 1 && out[n - 1].1 == p.1 {
+            return;
+        }
+        if n >= 2 {
+            let (a, b) = (out[n - 2].1, out[n - 1].1);
+            let between = (a.0 <= b.0 && b.0 <= p.1 .0) || (a.0 >= b.0 && b.0 >= p.1 .0);
+            if a.1 == b.1 && b.1 == p.1 .1 && between {
+                out[n - 1] = p;
+                return;
+            }
+        }
+        out.push(p);
+    };
     let mut i = 0;
     while i < pts.len() {
-        let c = col(pts[i].0);
-        let start = i;
-        let (mut lo, mut hi) = (i, i);
+        let first = (pts[i], to_px(pts[i]));
+        let (mut top, mut bottom, mut last) = (first, first, first);
+        let mut top_i = i;
+        let mut bottom_i = i;
         i += 1;
-        while i < pts.len() && col(pts[i].0) == c {
-            if pts[i].1 < pts[lo].1 {
-                lo = i;
+        while i < pts.len() {
+            let q = (pts[i], to_px(pts[i]));
+            if q.1 .0 != first.1 .0 {
+                break;
             }
-            if pts[i].1 > pts[hi].1 {
-                hi = i;
+            if q.1 .1 < top.1 .1 {
+                (top, top_i) = (q, i);
             }
+            if q.1 .1 > bottom.1 .1 {
+                (bottom, bottom_i) = (q, i);
+            }
+            last = q;
             i += 1;
         }
-        let last = i - 1;
-        let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        for k in [start, a, b, last] {
-            if out.last() != Some(&pts[k]) {
-                out.push(pts[k]);
-            }
+        let (a, b) = if top_i <= bottom_i {
+            (top, bottom)
+        } else {
+            (bottom, top)
+        };
+        for p in [first, a, b, last] {
+            push(&mut out, p);
         }
     }
-    out
+    out.into_iter().map(|(p, _)| p).collect()
 }
 
-/// Width of a chart's plotting area in device pixels.
-fn plot_columns<DB: DrawingBackend>(
+/// [`per_pixel`] on `chart`'s coordinates.
+fn on_pixels<DB: DrawingBackend>(
     chart: &ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-) -> u32 {
-    chart.plotting_area().dim_in_pixel().0
+    pts: &[(f64, f64)],
+) -> Vec<(f64, f64)> {
+    per_pixel(pts, |p| chart.backend_coord(&p))
 }
 
 /// How a legend entry is marked.
@@ -460,24 +479,20 @@ pub fn draw_latency<DB: DrawingBackend>(
         ),
         |chart, legend| {
             let thin = sc.px(1.0);
-            let (cols, xr) = (plot_columns(chart), 0.0..d.duration_s.max(1.0));
             for (i, (stage, pts)) in l.video_stages.iter().enumerate() {
                 if !o.stages[i] {
                     continue;
                 }
                 let c = palette::STAGES[i];
                 chart
-                    .draw_series(LineSeries::new(
-                        per_pixel(pts, &xr, cols),
-                        c.stroke_width(thin),
-                    ))
+                    .draw_series(LineSeries::new(on_pixels(chart, pts), c.stroke_width(thin)))
                     .map_err(err)?;
                 legend.line(format!("video: {}", stage.label()), c);
             }
             if o.audio {
                 chart
                     .draw_series(LineSeries::new(
-                        per_pixel(&l.audio_g2g, &xr, cols),
+                        on_pixels(chart, &l.audio_g2g),
                         palette::AUDIO.stroke_width(thin),
                     ))
                     .map_err(err)?;
@@ -486,7 +501,7 @@ pub fn draw_latency<DB: DrawingBackend>(
             if o.video {
                 chart
                     .draw_series(LineSeries::new(
-                        per_pixel(&l.video_g2g, &xr, cols),
+                        on_pixels(chart, &l.video_g2g),
                         palette::VIDEO.stroke_width(sc.px(1.5)),
                     ))
                     .map_err(err)?;
@@ -545,7 +560,7 @@ pub fn draw_vbv<DB: DrawingBackend>(
             }
             chart
                 .draw_series(LineSeries::new(
-                    per_pixel(&v.fullness_kbit, &(0.0..xmax), plot_columns(chart)),
+                    on_pixels(chart, &v.fullness_kbit),
                     palette::VIDEO.stroke_width(sc.px(1.0)),
                 ))
                 .map_err(err)?;
@@ -729,7 +744,7 @@ pub fn draw_buffer<DB: DrawingBackend>(
             );
             chart
                 .draw_series(LineSeries::new(
-                    per_pixel(&b.level_ms, &(0.0..xmax), plot_columns(chart)),
+                    on_pixels(chart, &b.level_ms),
                     palette::GOOD.stroke_width(sc.px(1.5)),
                 ))
                 .map_err(err)?;
@@ -900,17 +915,16 @@ pub fn draw_overlay<DB: DrawingBackend>(
         with_legend_room(ymax),
         (x_desc, y_desc, legend),
         |chart, legend| {
-            let cols = plot_columns(chart);
             chart
                 .draw_series(LineSeries::new(
-                    per_pixel(&o.simulated, &(0.0..xmax), cols),
+                    on_pixels(chart, &o.simulated),
                     palette::VIDEO.stroke_width(sc.px(1.0)),
                 ))
                 .map_err(err)?;
             legend.line("simulated", palette::VIDEO);
             chart
                 .draw_series(LineSeries::new(
-                    per_pixel(&o.measured, &(0.0..xmax), cols),
+                    on_pixels(chart, &o.measured),
                     palette::MEASURED.stroke_width(sc.px(1.5)),
                 ))
                 .map_err(err)?;
@@ -986,4 +1000,52 @@ pub fn draw_on_canvas(
 pub fn stage_css_color(i: usize) -> String {
     let c = palette::STAGES[i % PIPELINE.len()];
     format!("rgb({},{},{})", c.0, c.1, c.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10 data units per pixel column, 1 data unit per pixel row (rows grow downwards).
+    fn px(p: (f64, f64)) -> (i32, i32) {
+        ((p.0 / 10.0).floor() as i32, -(p.1.round() as i32))
+    }
+
+    #[test]
+    fn per_pixel_keeps_spikes_and_drops_flat_runs() {
+        // A flat line with one spike: the spike and the ends survive, the rest goes.
+        let pts: Vec<(f64, f64)> = (0..10_000)
+            .map(|i| (i as f64, if i == 5_003 { 80.0 } else { 20.0 }))
+            .collect();
+        let d = per_pixel(&pts, px);
+        assert!(d.len() <= 8, "{d:?}");
+        assert_eq!(d.first(), Some(&(0.0, 20.0)));
+        assert_eq!(d.last().map(|p| px(*p)), Some(px((9_999.0, 20.0))));
+        assert!(d.contains(&(5_003.0, 80.0)));
+        assert!(d.windows(2).all(|w| w[0].0 <= w[1].0));
+        // A noisy line: at most four points per column, each column's extremes kept.
+        let noisy: Vec<(f64, f64)> = (0..10_000)
+            .map(|i| (i as f64, ((i * 7919) % 101) as f64))
+            .collect();
+        let d = per_pixel(&noisy, px);
+        assert!(d.len() <= 4 * 1_000, "{}", d.len());
+        for col in 0..1_000 {
+            let in_col = |p: &&(f64, f64)| (p.0 / 10.0).floor() as i32 == col;
+            let max = noisy
+                .iter()
+                .filter(in_col)
+                .map(|p| p.1)
+                .fold(f64::MIN, f64::max);
+            let min = noisy
+                .iter()
+                .filter(in_col)
+                .map(|p| p.1)
+                .fold(f64::MAX, f64::min);
+            assert!(d.iter().filter(in_col).any(|p| p.1 == max), "column {col}");
+            assert!(d.iter().filter(in_col).any(|p| p.1 == min), "column {col}");
+        }
+        // Few points: unchanged.
+        let few = [(0.0, 1.0), (15.0, 3.0), (31.0, 2.0)];
+        assert_eq!(per_pixel(&few, px), few.to_vec());
+    }
 }

@@ -119,6 +119,16 @@ pub const MATRIX: &[Row] = &[
         ],
     ),
     row(
+        "loss-1-stream-1M",
+        "loss 1 %, stream 1 Mb/s",
+        &[
+            ("link.loss", "model", "\"bernoulli\""),
+            ("link.loss", "p", "0.01"),
+            ("rate_control", "bitrate_kbps", "1000.0"),
+            ("rate_control", "vbv_buffer_kbits", "1000.0"),
+        ],
+    ),
+    row(
         "stream-1M",
         "stream 1 Mb/s",
         &[
@@ -960,8 +970,14 @@ fn report(
 ) -> Result<(), String> {
     let dir = out_root();
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let name = if quick { "quick.json" } else { "summary.json" };
-    let json = dir.join(name);
+    // The full matrix is summary.json / latest.md (what the notebook and the docs read); a
+    // quick or partial run does not overwrite it.
+    let stem = match (quick, partial) {
+        (true, _) => "quick",
+        (false, true) => "partial",
+        (false, false) => "summary",
+    };
+    let json = dir.join(format!("{stem}.json"));
     std::fs::write(&json, summary_json(outcomes, bound, quick, total))
         .map_err(|e| format!("write {}: {e}", json.display()))?;
     let block = markdown(outcomes, bound, quick, total, load);
@@ -974,7 +990,11 @@ fn report(
     if let Some(doc) = &doc {
         write_doc(doc, &block)?;
     }
-    let md = dir.join(if quick { "quick.md" } else { "latest.md" });
+    let md = dir.join(if stem == "summary" {
+        "latest.md".to_owned()
+    } else {
+        format!("{stem}.md")
+    });
     std::fs::write(&md, &block).map_err(|e| format!("write {}: {e}", md.display()))?;
     eprintln!("\n{block}");
     eprintln!(

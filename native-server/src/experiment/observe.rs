@@ -346,7 +346,7 @@ fn publish_setup(s: &Scenario) -> Micros {
     rtmp::startup_on_paths(
         SessionKind::Publish,
         &s.uplink,
-        &s.uplink,
+        &s.uplink.clean_reverse(),
         s.rtmp.server_processing(),
         s.publisher_tcp.fast_open,
     )
