@@ -5,8 +5,9 @@
 //! simulation runs in slices of [`SLICE_BUDGET_MS`] (`Engine::step`), so a long scenario never
 //! freezes the page: a typical 60 s preset finishes in the first slice and is drawn in the same
 //! frame; a longer one shows a progress bar and is drawn when done. The time from the edit to
-//! the last chart drawn is written to the root element's `data-frame-ms` (and the console) for
-//! people and for the end-to-end test.
+//! the last visible chart drawn is written to the root element's `data-frame-ms` (with its
+//! parts: `data-sim-ms`, `data-render-ms` for Yew's page update, `data-draw-ms`; also logged to
+//! the console) for people and for the end-to-end test.
 //!
 //! Drawing is kept to what changes and what can be seen: a chart whose input is the same as
 //! what its canvas already shows is not drawn again, and a chart off-screen (an

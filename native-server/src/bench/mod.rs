@@ -307,7 +307,7 @@ fn summarize_failures(messages: &[String]) -> Vec<String> {
             None => counts.push((m.clone(), 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
         .into_iter()
         .take(5)

@@ -443,7 +443,7 @@ fn run(
                         shared,
                         hist: &mut hist,
                         now_us: stamp
-                            .and_then(|ts| shared.clock.from_realtime(ts))
+                            .and_then(|ts| shared.clock.micros_since_start(ts))
                             .filter(|&t| t <= now_us + 1_000)
                             .unwrap_or(now_us),
                         window,

@@ -275,7 +275,7 @@ impl BitWriter {
     }
 
     fn bit(&mut self, b: bool) {
-        if self.bits % 8 == 0 {
+        if self.bits.is_multiple_of(8) {
             self.bytes.push(0);
         }
         if b {
@@ -307,7 +307,7 @@ impl BitWriter {
     /// RBSP trailing bits, then emulation prevention (00 00 0x → 00 00 03 0x for x ≤ 3).
     fn finish_nal(mut self, nal_header: u8) -> Vec<u8> {
         self.bit(true);
-        while self.bits % 8 != 0 {
+        while !self.bits.is_multiple_of(8) {
             self.bit(false);
         }
         let mut out = vec![nal_header];

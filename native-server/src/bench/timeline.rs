@@ -37,7 +37,7 @@ impl Clock {
 
     /// A kernel wall-clock timestamp on this clock (`None` if before the start). The two
     /// clocks are read back to back once; over a benchmark their drift is microseconds.
-    pub fn from_realtime(&self, ts: libc::timespec) -> Option<u64> {
+    pub fn micros_since_start(&self, ts: libc::timespec) -> Option<u64> {
         let ns = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
         u64::try_from((ns - self.realtime_start_ns) / 1000).ok()
     }
