@@ -23,9 +23,12 @@
 //!    that first data left and `k(j) = ⌊log₂(j/IW + 1)⌋` is the round trip in which a window that
 //!    starts at IW segments and doubles every round trip lets it go (round `k` carries
 //!    `IW·2^k` segments). After 16 round trips the window is treated as open.
-//! 3. **Serialization** (b/C): `(B + n·h)·8/C` seconds at the effective rate `C` (see
-//!    [`TcpPath::effective_rate_bps`]), `h` = [`PathConfig::per_packet_overhead_bytes`]. An
-//!    unlimited path (`bottleneck_kbps = 0`, no loss) serializes in zero time.
+//! 3. **Serialization** (b/C): `(B + n·h)·8/C` seconds at the bottleneck rate `C`,
+//!    `h` = [`PathConfig::per_packet_overhead_bytes`]. An unlimited path (`bottleneck_kbps = 0`)
+//!    serializes in zero time. On a lossy path whose Mathis rate `M` is below `C`, `M` caps the
+//!    long-run rate: a token bucket with one round trip of credit (a window of `M·RTT` bytes
+//!    leaves at line rate; a backlog drains at `M`). [`TcpPath::effective_rate_bps`] is
+//!    `min(C, M)`.
 //! 4. **Nagle** (MODELS §A6, §G). With `nodelay = false` a sub-MSS last segment is held while
 //!    earlier data is unacknowledged, until the ACK returns or the next write (`next_write_at`)
 //!    brings enough data to fill a segment: `hold = min(ACK return, next write)`.
@@ -43,7 +46,9 @@
 //! - A retransmission is not lost again, takes no bottleneck capacity and does not wait in the
 //!   router queue; several losses in one write are repaired in parallel (SACK, not NewReno).
 //! - Loss does not cut the congestion window write by write; its long-run effect is the Mathis
-//!   rate cap on the effective rate.
+//!   rate cap (a token bucket, step 3). Near that cap real Reno spreads frames over round trips
+//!   after each halving and stalls for RTOs when a retransmission is lost; docs/fidelity.md
+//!   measures what that misses.
 //! - Segment boundaries are per write (`⌈B/MSS⌉`), as with `TCP_NODELAY`; with Nagle a held tail
 //!   really merges with the next write's bytes.
 //! - The slow-start rounds assume every round trip is used fully (optimistic when the first
@@ -1132,8 +1137,8 @@ pub struct TcpPath {
     rate_bps: f64,
     queue_limit_bytes: u64,
     /// The Mathis cap (lossy paths whose Mathis rate is below the bottleneck): ns per byte in
-    /// fixed point (0: no cap), and the token bucket's clock — when the data written so far
-    /// would have left at that rate, allowed to lag the writes by one round trip (a window).
+    /// fixed point (0: no cap), and the token bucket's clock plus one round trip — when the
+    /// data written so far would have left at that rate, a window (M·RTT) of credit included.
     mathis_byte_fx: u64,
     mathis_clock_ns: u64,
     ack: AckClock,
@@ -1741,10 +1746,10 @@ impl TcpPath {
         let last_dep = if self.mathis_byte_fx > 0 && bytes > 0 {
             let clock = self
                 .mathis_clock_ns
-                .max(start.saturating_sub(self.rtt_ns))
+                .max(start)
                 .saturating_add(ser_ns(self.mathis_byte_fx, 0, bytes, 0));
             self.mathis_clock_ns = clock;
-            last_dep.max(clock)
+            last_dep.max(clock.saturating_sub(self.rtt_ns))
         } else {
             last_dep
         };
@@ -2391,9 +2396,12 @@ mod tests {
     fn lossy_path_losing(seg: u64, p: f64, prop_ms: f64) -> (TcpPath, u64) {
         // Search seeds until the first loss is at index `seg`.
         for seed in 0..10_000u64 {
+            // A 2 Mb/s bottleneck: below the Mathis bound at 1 % (3.55 Mb/s at RTT 40 ms), so
+            // segments leave at the bottleneck's rate. (Before the Mathis bound became a
+            // long-run cap these tests used an unlimited path serialized at the Mathis rate.)
             let cfg = PathConfig {
                 loss: LossConfig::Bernoulli { p },
-                ..path(prop_ms, 0.0)
+                ..path(prop_ms, 2_000.0)
             };
             let mut probe = LossProcess::new(&cfg.loss);
             let mut r = SimRng::new(seed, 7);
@@ -2411,9 +2419,33 @@ mod tests {
     }
 
     #[test]
+    fn the_mathis_bound_caps_the_long_run_rate_not_each_write() {
+        // 1 % loss, RTT 40 ms: M = 1448·8/0.04·√1.5/√0.01 = 3.547 Mb/s, below the 10 Mb/s
+        // bottleneck.
+        let cfg = PathConfig {
+            loss: LossConfig::Bernoulli { p: 0.01 },
+            ..path(20.0, 10_000.0)
+        };
+        let mut t = TcpPath::new_symmetric(&cfg, &TcpConfig::default(), rng());
+        t.open_window();
+        let m = t.effective_rate_bps();
+        assert!((m - 3.547e6).abs() < 1e3, "{m}");
+        // One 10 kB write, less than a window of credit (M·RTT = 17.7 kB): line rate, 8 ms.
+        assert_eq!(t.send(ms(0), 10_000, None).last_departure, ms(8));
+        // 99 more every ms (80 Mb/s offered): the last byte of the 1 MB leaves when the Mathis
+        // rate allows, one round trip of credit early: 1e6·8/M − 40 ms = 2215.5 ms.
+        let mut last = Micros::ZERO;
+        for i in 1..100u64 {
+            last = t.send(ms(i), 10_000, None).last_departure;
+        }
+        let want = 1e6 * 8.0 / m * 1e6 - 40_000.0;
+        assert!((last.0 as f64 - want).abs() < 10.0, "{last:?} vs {want}");
+    }
+
+    #[test]
     fn single_loss_fast_retransmit_and_tail_timeout() {
-        // With p = 1 % the effective rate is the Mathis bound at RTT 40 ms (3.55 Mb/s), so a
-        // segment takes s = 1448·8/rate to serialize.
+        // The effective rate is the 2 Mb/s bottleneck (below the Mathis bound at 1 %, RTT 40 ms:
+        // 3.55 Mb/s), so a segment takes s = 1448·8/rate to serialize.
         let s_us = |t: &TcpPath| 1448.0 * 8.0 / t.effective_rate_bps() * 1e6;
         let near = |a: Micros, b: f64| (a.0 as f64 - b).abs() <= 2.0;
 
