@@ -1744,10 +1744,12 @@ impl TcpPath {
         // The Mathis cap: the last byte leaves no earlier than the long-run rate allows, with
         // up to one round trip of credit (a window of M·RTT bytes goes at line rate).
         let last_dep = if self.mathis_byte_fx > 0 && bytes > 0 {
-            let clock = self
-                .mathis_clock_ns
-                .max(start)
-                .saturating_add(ser_ns(self.mathis_byte_fx, 0, bytes, 0));
+            let clock = self.mathis_clock_ns.max(start).saturating_add(ser_ns(
+                self.mathis_byte_fx,
+                0,
+                bytes,
+                0,
+            ));
             self.mathis_clock_ns = clock;
             last_dep.max(clock.saturating_sub(self.rtt_ns))
         } else {
@@ -2001,7 +2003,10 @@ mod tests {
                     .sum::<f64>()
                     / k as f64;
                 let e = expected_max_jitter_ms(&cfg, n);
-                assert!((mean - e).abs() < 0.6, "{dist:?} n={n}: sampled {mean}, expected {e}");
+                assert!(
+                    (mean - e).abs() < 0.6,
+                    "{dist:?} n={n}: sampled {mean}, expected {e}"
+                );
             }
         }
         assert_eq!(expected_max_jitter_ms(&JitterConfig::default(), 5), 0.0);

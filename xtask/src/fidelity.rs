@@ -83,17 +83,17 @@ const TFO_PLAYERS: &[Change] = &[
 /// The matrix: the base, then one or two factors at a time.
 pub const MATRIX: &[Row] = &[
     row("base", "— (40 ms RTT, 10 Mb/s, 3 Mb/s stream)", &[]),
-    row(
-        "rtt-0",
-        "RTT 0 ms",
-        &[("link", "propagation_ms", "0.0")],
-    ),
+    row("rtt-0", "RTT 0 ms", &[("link", "propagation_ms", "0.0")]),
     row(
         "rtt-100",
         "RTT 100 ms",
         &[("link", "propagation_ms", "50.0")],
     ),
-    row("jitter-10", "jitter ±10 ms", &[("link.jitter", "ms", "10.0")]),
+    row(
+        "jitter-10",
+        "jitter ±10 ms",
+        &[("link.jitter", "ms", "10.0")],
+    ),
     row(
         "jitter-30-rtt-100",
         "jitter ±30 ms, RTT 100 ms",
@@ -591,7 +591,11 @@ fn mark(ok: bool) -> &'static str {
 
 /// The TCP Fast Open pair: (modelled saving, measured saving, pass), ms.
 fn tfo_pair(outcomes: &[Outcome], bound: Bound) -> Option<(f64, f64, bool, f64, f64)> {
-    let find = |on: bool| outcomes.iter().find(|o| o.row.tfo == Some(on) && o.error.is_none());
+    let find = |on: bool| {
+        outcomes
+            .iter()
+            .find(|o| o.row.tfo == Some(on) && o.error.is_none())
+    };
     let (off, on) = (find(false)?, find(true)?);
     let modelled = off.figures.startup_sim? - on.figures.startup_sim?;
     let measured = off.figures.repeat_startup_meas? - on.figures.repeat_startup_meas?;
@@ -835,7 +839,8 @@ fn markdown(outcomes: &[Outcome], bound: Bound, quick: bool, total_s: f64, load:
         let on = outcomes.iter().find(|o| o.row.tfo == Some(true));
         let off = outcomes.iter().find(|o| o.row.tfo == Some(false));
         let rep = |o: Option<&Outcome>| ms(o.and_then(|o| o.figures.repeat_startup_meas));
-        let _ = writeln!(
+        let _ =
+            writeln!(
             md,
             "\n**TCP Fast Open, repeat connections** (`tfo-off` / `tfo-on`: players 2–4 connect \
              again to the server the first one fetched a cookie from): mean start-up {} ms \
@@ -854,9 +859,8 @@ const END: &str = "<!-- fidelity:end -->";
 
 /// Replaces the generated block of `path` (creating the file with a title when missing).
 fn write_doc(path: &Path, block: &str) -> Result<(), String> {
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        format!("# Fidelity: simulated vs measured\n\n{BEGIN}\n{END}\n")
-    });
+    let old = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| format!("# Fidelity: simulated vs measured\n\n{BEGIN}\n{END}\n"));
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(a), Some(b)) if a < b => {
             format!("{}{BEGIN}\n{block}{}", &old[..a], &old[b..])

@@ -173,18 +173,26 @@ fn rtt_of_a_connect_and_a_ping_pong_is_twice_the_propagation_delay() {
                 .map(|d| (ms(*d) * 100.0).round() / 100.0)
                 .collect::<Vec<_>>()
         );
+        // Never faster than the physics (40 ms RTT, less 2 ms for clock granularity); the
+        // upper bounds allow for a busy 2-core CI machine preempting the relay or this
+        // thread, so the tight check is on the best of the five round trips.
         assert!(
-            (38.0..60.0).contains(&ms(connect)),
+            (38.0..500.0).contains(&ms(connect)),
             "connect took {:.2} ms",
             ms(connect)
         );
         for r in &rtts {
             assert!(
-                (38.0..60.0).contains(&ms(*r)),
+                (38.0..500.0).contains(&ms(*r)),
                 "round trip {:.2} ms",
                 ms(*r)
             );
         }
+        let best = rtts.iter().map(|d| ms(*d)).fold(f64::INFINITY, f64::min);
+        assert!(
+            (38.0..60.0).contains(&best),
+            "best of 5 round trips {best:.2} ms"
+        );
     }
     echo.join().unwrap();
     let stats = emu.stats();
@@ -298,17 +306,29 @@ fn tcp_fast_open_saves_one_round_trip_on_a_repeat_connection() {
         first_byte.push(accept.as_secs_f64() * 1e3);
     }
     eprintln!("first byte at the server after {first_byte:?} ms (1st: no cookie yet)");
+    // Lower bounds are physics (never faster than the model); upper bounds are loose for a
+    // busy CI machine; the claim under test is the saving: the best repeat connection is at
+    // least ~one 40 ms RTT quicker than the first.
     assert!(
-        (55.0..90.0).contains(&first_byte[0]),
+        (55.0..500.0).contains(&first_byte[0]),
         "first connection: {:.1} ms",
         first_byte[0]
     );
     for t in &first_byte[1..] {
         assert!(
-            (18.0..35.0).contains(t),
+            (18.0..500.0).contains(t),
             "repeat connection with TFO: {t:.1} ms"
         );
     }
+    let best_repeat = first_byte[1..]
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        best_repeat <= first_byte[0] - 30.0 && best_repeat < 35.0,
+        "TFO saved too little: first {:.1} ms, best repeat {best_repeat:.1} ms",
+        first_byte[0]
+    );
 }
 
 #[test]

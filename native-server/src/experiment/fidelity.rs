@@ -179,7 +179,9 @@ pub fn fidelity(o: &Outcome) -> Fidelity {
     let (sa, ma) = pairs(sim, measured, MediaKind::Audio, in_window, latency);
     let (sall, mall) = pairs(sim, measured, MediaKind::Video, |_| true, latency);
     let (su, mu) = pairs(sim, measured, MediaKind::Video, in_window, |f| hop(f, true));
-    let (sd, md) = pairs(sim, measured, MediaKind::Video, in_window, |f| hop(f, false));
+    let (sd, md) = pairs(sim, measured, MediaKind::Video, in_window, |f| {
+        hop(f, false)
+    });
     let (ps, pm) = (pct(&sv), pct(&mv));
     let bias = (!sv.is_empty())
         .then(|| sv.iter().zip(&mv).map(|(a, b)| a - b).sum::<f64>() / sv.len() as f64);

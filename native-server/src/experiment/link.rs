@@ -35,6 +35,15 @@ pub enum Role {
     Player,
 }
 
+/// A client socket's options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketOpts {
+    /// TCP_NODELAY (Nagle off).
+    pub nodelay: bool,
+    /// The client side of TCP Fast Open (see [`Link::connect`]).
+    pub fast_open: bool,
+}
+
 /// The label of an unimpaired loopback run, in every output.
 pub const LOOPBACK_LABEL: &str = "loopback (no impairment)";
 
@@ -188,11 +197,11 @@ impl Link {
     }
 
     /// Connects a client to `server` over this link (an emulated link binds the socket to the
-    /// role's address in the client namespace) with TCP_NODELAY as given; returns the stream
+    /// role's address in the client namespace) with the options given; returns the stream
     /// and how long `connect` took. Needs tokio's multi-threaded runtime (the emulated connect
     /// blocks a worker in `block_in_place`).
     ///
-    /// `fast_open`: the client side of TCP Fast Open (`TCP_FASTOPEN_CONNECT`, emulated link
+    /// `opts.fast_open`: the client side of TCP Fast Open (`TCP_FASTOPEN_CONNECT`, emulated link
     /// only; the namespaces have `net.ipv4.tcp_fastopen = 3`). With a cookie from an earlier
     /// connection to the server, `connect` returns at once and the first write (C0+C1) rides
     /// on the SYN, so the TCP round trip is then counted in the RTMP handshake step; without
@@ -201,9 +210,9 @@ impl Link {
         &self,
         role: Role,
         server: SocketAddr,
-        nodelay: bool,
-        fast_open: bool,
+        opts: SocketOpts,
     ) -> Result<(TcpStream, Duration)> {
+        let SocketOpts { nodelay, fast_open } = opts;
         match self {
             Link::Loopback { .. } => {
                 let start = Instant::now();

@@ -312,8 +312,10 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         link.clone(),
         server_addr,
         url.clone(),
-        s.publisher_tcp.nodelay,
-        s.publisher_tcp.fast_open,
+        link::SocketOpts {
+            nodelay: s.publisher_tcp.nodelay,
+            fast_open: s.publisher_tcp.fast_open,
+        },
         s.rtmp.publisher_chunk_size,
         tag_rx,
         published_tx,
@@ -474,7 +476,10 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     info.emulator = link.stats();
     info.realtime_threads = RT_THREADS.load(std::sync::atomic::Ordering::Relaxed);
     info.congestion_control = link.congestion_control().map(str::to_owned);
-    if opts.url.is_none() && !link.is_emulated() && (s.server_tcp.fast_open || s.publisher_tcp.fast_open) {
+    if opts.url.is_none()
+        && !link.is_emulated()
+        && (s.server_tcp.fast_open || s.publisher_tcp.fast_open)
+    {
         info.notes.push(
             "TCP Fast Open is applied on the emulated link only; these loopback connections \
              did not use it"
@@ -753,5 +758,14 @@ mod tests {
         assert!(Trace::from_json(&read("sim.json")).is_ok());
         let again = Scenario::from_toml(&read("scenario.toml")).unwrap();
         assert_eq!(again, o.scenario);
+        // fidelity.json: one flat object (the xtask reads it without a JSON library), labelled.
+        let fid: serde_json::Value = serde_json::from_str(&read("fidelity.json")).unwrap();
+        let fields = fid.as_object().expect("an object");
+        assert!(fields.values().all(|v| !v.is_object() && !v.is_array()));
+        assert_eq!(fid["emulated"], false);
+        assert_eq!(fid["link"], link::LOOPBACK_LABEL);
+        // (2 s is too short for a steady-state window after the join and the first keyframe.)
+        assert!(fid["steady_from_ms"].as_f64().unwrap() > 1000.0 * o.scenario.players.join_at_s);
+        assert_eq!(fid["repeat_probes"], 1, "probe 1 is a repeat connection");
     }
 }

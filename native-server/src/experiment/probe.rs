@@ -14,7 +14,7 @@ use sim_core::server::MediaKind;
 use tokio::sync::watch;
 
 use super::client::{Client, Received, RtmpUrl, SetupTimes};
-use super::link::{Link, Role};
+use super::link::{Link, Role, SocketOpts};
 use super::publisher::SETUP_TIMEOUT;
 use super::source::classify;
 use crate::protocol::amf0::Amf0Limits;
@@ -67,7 +67,8 @@ impl ProbeReport {
     }
 }
 
-/// Runs one probe (see the module docs).
+/// Runs one probe (see the module docs). `fast_open`: the client side of TCP Fast Open.
+#[allow(clippy::too_many_arguments)] // one call site each in `run` and `observe`; all distinct
 pub async fn run(
     index: usize,
     link: Arc<Link>,
@@ -88,7 +89,16 @@ pub async fn run(
     }
     report.joined_at = Some(Instant::now());
     let result = async {
-        let (socket, tcp) = link.connect(Role::Player, server, true, fast_open).await?;
+        let (socket, tcp) = link
+            .connect(
+                Role::Player,
+                server,
+                SocketOpts {
+                    nodelay: true,
+                    fast_open,
+                },
+            )
+            .await?;
         report.setup.tcp_connect = tcp;
         let (mut client, hs) = Client::handshake(socket).await?;
         report.setup.handshake = hs;

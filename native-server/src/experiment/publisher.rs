@@ -14,7 +14,7 @@ use sim_core::server::MediaKind;
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::{Client, Received, RtmpUrl, SetupTimes};
-use super::link::{Link, Role};
+use super::link::{Link, Role, SocketOpts};
 use super::source::{FrameMeta, OutTag};
 
 /// Bound on each set-up step.
@@ -57,15 +57,14 @@ pub async fn run(
     link: Arc<Link>,
     server: std::net::SocketAddr,
     url: RtmpUrl,
-    nodelay: bool,
-    fast_open: bool,
+    opts: SocketOpts,
     chunk_size: u32,
     mut tags: mpsc::UnboundedReceiver<OutTag>,
     published: oneshot::Sender<Instant>,
 ) -> (PublisherReport, Option<anyhow::Error>) {
     let mut report = PublisherReport::default();
     let result = async {
-        let (socket, tcp) = link.connect(Role::Publisher, server, nodelay, fast_open).await?;
+        let (socket, tcp) = link.connect(Role::Publisher, server, opts).await?;
         report.setup.tcp_connect = tcp;
         let (mut client, hs) = Client::handshake(socket).await?;
         report.setup.handshake = hs;
