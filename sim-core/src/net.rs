@@ -30,8 +30,11 @@
 //!    leaves at line rate; a backlog drains at `M`). [`TcpPath::effective_rate_bps`] is
 //!    `min(C, M)`.
 //! 4. **Nagle** (MODELS §A6, §G). With `nodelay = false` a sub-MSS last segment is held while
-//!    earlier data is unacknowledged, until the ACK returns or the next write (`next_write_at`)
-//!    brings enough data to fill a segment: `hold = min(ACK return, next write)`.
+//!    earlier data is unacknowledged — Linux (Minshall, the default): while the last *small*
+//!    segment sent is — until the ACK returns or the next write (`next_write_at`) brings enough
+//!    data to fill a segment: `hold = min(ACK return, next write)`. A tail released by the next
+//!    write leaves inside a full segment and is not a small segment; receivers ACK a small
+//!    segment when they read it ([`TcpConfig::ack_pushed_on_read`]).
 //! 5. **Propagation + jitter**: `arrival = e + max(0, D + J·Mₙ)`, `e` = when the last byte left,
 //!    `D` the one-way propagation, `Mₙ` the largest of the jitter draws of the write's packets (in
 //!    units of J; netem semantics, see [`sample_jitter_ms`]).

@@ -47,6 +47,9 @@ pub const MEDIA_STREAM_ID: u32 = 1;
 /// syscall, small enough that staged control messages are never stuck behind megabytes.
 const WRITE_BATCH_BYTES: u64 = 256 * 1024;
 
+/// Most messages [`Outbox::flush_direct`] sends in one call (more is the writer task's job).
+pub const DIRECT_MESSAGES: usize = 8;
+
 /// Most `IoSlice`s per `write_vectored` call (Linux accepts 1024; 64 × typical frame sizes
 /// already fills a socket buffer).
 const MAX_IOVECS: usize = 64;
@@ -163,8 +166,8 @@ pub struct Pushed {
     pub outcome: PushOutcome,
     /// Already-queued messages the push discarded.
     pub evicted: u64,
-    /// Bytes written to the socket on the spot (the direct path).
-    pub written: u64,
+    /// It waits for the stream's flusher ([`Outbox::flush_direct`]).
+    pub flush: bool,
 }
 
 /// One connection's outbound side. See the module docs.
@@ -176,8 +179,6 @@ pub struct Outbox {
     pub peer: SocketAddr,
     pub connected_at: Instant,
     staged_limit: usize,
-    /// The fan-out may write to this connection's socket itself (one runtime worker thread).
-    direct_writes: bool,
 }
 
 impl Outbox {
@@ -201,7 +202,6 @@ impl Outbox {
             staged_limit: queue_part
                 .saturating_mul(2)
                 .saturating_add(STAGED_SLACK_BYTES),
-            direct_writes: single_worker_runtime(),
         }
     }
 
@@ -287,19 +287,16 @@ impl Outbox {
     /// Offers one media message to the player's queue: sim-core decides (queue, drop, or
     /// disconnect).
     ///
-    /// **Direct path**: when the message is due at once (no coalescing window), nothing is
-    /// waiting before it (queue was empty, nothing staged, the writer task is not mid-write)
-    /// and the runtime has one worker thread, it is written to the socket right here, by the
-    /// publisher's task, as nginx's event loop does: no wake-up of the writer task, no second
-    /// lock, no task switch per message per player. Whatever the socket does not take (full)
-    /// goes to the front of `staged` for the writer task, which then takes over. With several
-    /// worker threads the writer tasks spread the writes over the cores instead. The queue
-    /// still sees every message (push then pop), so its decisions and counters are the same.
-    pub fn push_media(&self, now: Micros, info: MediaInfo, bytes: Bytes) -> Pushed {
+    /// With `direct` (the stream's flusher will run, see `relay::Stream`), a message due at once
+    /// whose queue was empty and whose writer task is idle does not wake the writer: the
+    /// flusher writes it, with whatever else the publisher's read brought, in
+    /// [`Outbox::flush_direct`]. Otherwise the writer is woken when its next flush time
+    /// changed: the queue was empty, or the coalescing window was cut short (enough bytes
+    /// queued); a push that does not move it (the writer is already due to write, or asleep
+    /// until a deadline this push does not change) saves a wake-up per message per player.
+    pub fn push_media(&self, now: Micros, info: MediaInfo, bytes: Bytes, direct: bool) -> Pushed {
         let mut evicted = 0u64;
-        let mut written = 0u64;
-        let mut failed = false;
-        let (outcome, wake) = {
+        let (outcome, wake, flush) = {
             let mut guard = self.lock();
             let st = &mut *guard;
             match st.queue.as_mut() {
@@ -307,65 +304,95 @@ impl Outbox {
                     let before = q.flush_at();
                     let outcome = q.push_with_drops(now, info, bytes, |_, _, _| evicted += 1);
                     let after = q.flush_at();
-                    let direct = self.direct_writes
-                        && outcome == PushOutcome::Queued
-                        && before.is_none()
+                    let queued = outcome == PushOutcome::Queued;
+                    let for_flusher = direct
+                        && queued
                         && after.is_some_and(|at| at <= now)
                         && !st.writing
-                        && st.staged.is_empty();
-                    match st.socket.as_ref().filter(|_| direct) {
-                        Some(socket) => {
-                            // The queue was empty: this message is all it holds.
-                            let message = q.pop().map(|(_, b)| b);
-                            let more = q.flush_at().is_some();
-                            let mut parts: [Bytes; 2] = [Bytes::new(), Bytes::new()];
-                            let mut count = 0;
-                            if let Some(m) = message {
-                                retarget(m, st.play_stream_id, |part| {
-                                    if let Some(slot) = parts.get_mut(count) {
-                                        *slot = part;
-                                        count += 1;
-                                    }
-                                });
-                            }
-                            let parts = parts.get_mut(..count).unwrap_or(&mut []);
-                            match write_now(socket, parts) {
-                                Ok(n) => written = n,
-                                Err(_) => failed = true,
-                            }
-                            // What the socket did not take waits, in order, for the writer.
-                            let mut wake = more;
-                            for part in parts.iter_mut().rev().filter(|p| !p.is_empty()) {
-                                st.staged_bytes = st.staged_bytes.saturating_add(part.len());
-                                st.staged.push_front(std::mem::take(part));
-                                wake = true;
-                            }
-                            (outcome, wake)
-                        }
-                        // The writer needs waking only when its next flush time changed: the
-                        // queue was empty, or the coalescing window was cut short (enough
-                        // bytes queued). Otherwise it is already due to write (or asleep until
-                        // a deadline this push does not move) and takes this message with the
-                        // others: with a window that saves a wake-up per message per player.
-                        None => (outcome, outcome == PushOutcome::Queued && after != before),
+                        && st.staged.is_empty()
+                        && st.socket.is_some();
+                    if for_flusher {
+                        (outcome, false, true)
+                    } else {
+                        (outcome, queued && after != before, false)
                     }
                 }
                 None => (
                     PushOutcome::Dropped(sim_core::server::DropReason::Disconnected),
                     false,
+                    false,
                 ),
             }
         };
-        if failed || outcome == PushOutcome::Disconnect {
-            self.close.close();
-        } else if wake {
-            self.wake();
+        match outcome {
+            PushOutcome::Disconnect => self.close.close(),
+            _ if wake => self.wake(),
+            _ => {}
         }
         Pushed {
             outcome,
             evicted,
-            written,
+            flush,
         }
+    }
+
+    /// The stream's flusher calls this for every player after the publisher's task has handed
+    /// over what it read: when the writer task is idle and media is due, up to
+    /// [`DIRECT_MESSAGES`] messages go out in one non-blocking `send`/`writev` right here (no
+    /// wake-up of the writer task, no task switch per message per player — what nginx's event
+    /// loop does). Under load the publisher's reads carry several messages, so each player
+    /// gets them in one call. Whatever the socket does not take, and any message beyond the
+    /// batch, goes to the writer task (front of `staged`, which it writes first). Returns the
+    /// bytes written.
+    pub fn flush_direct(&self, now: Micros) -> u64 {
+        let mut written = 0u64;
+        let mut failed = false;
+        let wake = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let idle = !st.writing && st.staged.is_empty();
+            match (st.queue.as_mut(), st.socket.as_ref()) {
+                (Some(q), Some(socket)) if idle && q.flush_at().is_some_and(|at| at <= now) => {
+                    let mut parts: [Bytes; 2 * DIRECT_MESSAGES] = Default::default();
+                    let mut count = 0;
+                    let sid = st.play_stream_id;
+                    for _ in 0..DIRECT_MESSAGES {
+                        let Some((_, message)) = q.pop() else {
+                            break;
+                        };
+                        retarget(message, sid, |part| {
+                            if let Some(slot) = parts.get_mut(count) {
+                                *slot = part;
+                                count += 1;
+                            }
+                        });
+                    }
+                    let more = q.flush_at().is_some();
+                    let parts = parts.get_mut(..count).unwrap_or(&mut []);
+                    match write_now(socket, parts) {
+                        Ok(n) => written = n,
+                        Err(_) => failed = true,
+                    }
+                    // What the socket did not take waits, in order, for the writer.
+                    let mut wake = more;
+                    for part in parts.iter_mut().rev().filter(|p| !p.is_empty()) {
+                        st.staged_bytes = st.staged_bytes.saturating_add(part.len());
+                        st.staged.push_front(std::mem::take(part));
+                        wake = true;
+                    }
+                    wake
+                }
+                // Busy writer, staged replies, no socket yet: the writer takes the media.
+                (Some(q), _) => q.flush_at().is_some_and(|at| at <= now),
+                (None, _) => false,
+            }
+        };
+        if failed {
+            self.close.close();
+        } else if wake {
+            self.wake();
+        }
+        written
     }
 
     /// Write what is staged, then close.
@@ -498,20 +525,28 @@ pub async fn run_writer(
     outbox.close.close();
 }
 
-/// Does this runtime run on one worker thread? (The fan-out then writes to sockets itself;
-/// see [`Outbox::push_media`].)
-fn single_worker_runtime() -> bool {
+/// Does this runtime run on one worker thread? (Then each stream's flusher writes to its
+/// players' sockets; see [`Outbox::flush_direct`].)
+pub fn single_worker_runtime() -> bool {
     tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_workers() == 1)
 }
 
-/// One non-blocking write of `parts` (one or two buffers); advances them past what was
+/// One non-blocking write of `parts`; advances them past what was
 /// written and returns the count (`WouldBlock` is not an error: nothing was written).
 fn write_now(socket: &OwnedWriteHalf, parts: &mut [Bytes]) -> std::io::Result<u64> {
     let result = match parts {
         [] => return Ok(0),
         // send(2) for one buffer: lighter than writev(2) (no iovec import, no fsnotify).
         [one] => socket.try_write(one),
-        [a, b, ..] => socket.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+        _ => {
+            let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MESSAGES];
+            let mut count = 0;
+            for (slot, part) in slices.iter_mut().zip(parts.iter()) {
+                *slot = IoSlice::new(part);
+                count += 1;
+            }
+            socket.try_write_vectored(slices.get(..count).unwrap_or(&[]))
+        }
     };
     let n = match result {
         Ok(n) => n,

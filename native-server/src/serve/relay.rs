@@ -10,10 +10,11 @@
 //! `Arc<Vec<Arc<Player>>>`, copied on join/leave only) is snapshotted by one reference-count
 //! increment. The lock is released before the fan-out: for each player, sim-core's
 //! [`SubscriberQueue::push`] under that player's own small lock, and a wake-up of its writer —
-//! or, when the runtime has a single worker thread and nothing is waiting before the message,
-//! one non-blocking `send` to the player's socket right there (see `Outbox::push_media`; what
-//! the socket does not take goes to the writer task). Nothing on this path waits on a socket,
-//! and nothing is allocated per player. Measured in
+//! or, when the runtime has a single worker thread, one wake-up of the stream's flusher task
+//! for all players, which then sends each idle player's due media in one non-blocking call
+//! (`run_flusher`, `Outbox::flush_direct`; what a socket does not take goes to that player's
+//! writer task). Nothing on this path waits on a socket, and nothing is allocated per player.
+//! Measured in
 //! release on the project VM (`serve::tests::fan_out_cost`, 100 players, no sockets): about
 //! 9 µs per message, 90 ns per player (lock, sim-core push, wake-up) — at 80 messages/s a
 //! 100-player stream costs the publisher's task under 0.1 % of a core.
@@ -35,7 +36,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -48,7 +49,7 @@ use tokio::sync::{mpsc, watch};
 use super::api;
 use super::config::{PublishAuth, Settings};
 use super::ingest::IngestAnalyzer;
-use super::outbox::{Outbox, MEDIA_STREAM_ID};
+use super::outbox::{single_worker_runtime, Doorbell, Outbox, MEDIA_STREAM_ID};
 use crate::protocol::command::{self, status_code, Metadata, Status, StatusLevel};
 use crate::protocol::flv;
 use crate::protocol::message::{type_id, ControlMessage, UserControlEvent};
@@ -197,11 +198,51 @@ pub struct Stream {
     pub app: String,
     pub key: String,
     state: Mutex<StreamState>,
+    /// Rung after a fan-out that left media for the flusher task (single-worker runtimes).
+    flusher: Option<Arc<Doorbell>>,
 }
 
 impl Stream {
     fn lock(&self) -> MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // The flusher holds a weak reference: wake it so that it sees the stream is gone.
+        if let Some(bell) = &self.flusher {
+            bell.ring();
+        }
+    }
+}
+
+/// The flusher of one stream (single-worker runtimes): after each fan-out that left media,
+/// once the publisher's task has yielded (so everything its read brought is queued), every
+/// player's due media goes to its socket in one call ([`Outbox::flush_direct`]). One task
+/// wake-up per message instead of one per player; under load one write per player carries
+/// several messages. Ends when the stream is gone.
+async fn run_flusher(
+    stream: Weak<Stream>,
+    bell: Arc<Doorbell>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        bell.wait().await;
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        let players = stream.lock().players.clone();
+        drop(stream);
+        let now = clock.now();
+        let mut written = 0u64;
+        for p in players.iter() {
+            written = written.saturating_add(p.outbox.flush_direct(now));
+        }
+        if written > 0 {
+            metrics.add_bytes_out(written);
+        }
     }
 }
 
@@ -281,6 +322,7 @@ impl Relay {
         if map.len() >= self.max_streams {
             return None;
         }
+        let flusher = single_worker_runtime().then(|| Arc::new(Doorbell::default()));
         let stream = Arc::new(Stream {
             app: app.to_owned(),
             key: key.to_owned(),
@@ -292,7 +334,16 @@ impl Relay {
                 players: Arc::new(Vec::new()),
                 generation: 0,
             }),
+            flusher: flusher.clone(),
         });
+        if let Some(bell) = flusher {
+            tokio::spawn(run_flusher(
+                Arc::downgrade(&stream),
+                bell,
+                self.clock,
+                self.metrics.clone(),
+            ));
+        }
         map.insert(id, stream.clone());
         Some(stream)
     }
@@ -590,7 +641,7 @@ impl Relay {
                 at: self.clock.instant_of(now),
             });
         }
-        self.fan_out(&players, now, info, &bytes);
+        self.fan_out(stream, &players, now, info, &bytes);
         true
     }
 
@@ -634,17 +685,24 @@ impl Relay {
             }
             st.players.clone()
         };
-        self.fan_out(&players, now, info, &bytes);
+        self.fan_out(stream, &players, now, info, &bytes);
         true
     }
 
-    fn fan_out(&self, players: &[Arc<Player>], now: Micros, info: MediaInfo, bytes: &Bytes) {
+    fn fan_out(
+        &self,
+        stream: &Stream,
+        players: &[Arc<Player>],
+        now: Micros,
+        info: MediaInfo,
+        bytes: &Bytes,
+    ) {
+        let direct = stream.flusher.is_some();
+        let mut flush = false;
         for p in players {
-            let pushed = p.outbox.push_media(now, info, bytes.clone());
+            let pushed = p.outbox.push_media(now, info, bytes.clone(), direct);
             let (outcome, evicted) = (pushed.outcome, pushed.evicted);
-            if pushed.written > 0 {
-                self.metrics.add_bytes_out(pushed.written);
-            }
+            flush |= pushed.flush;
             let dropped = evicted + u64::from(matches!(outcome, PushOutcome::Dropped(_)));
             if dropped > 0 {
                 self.metrics
@@ -655,6 +713,9 @@ impl Relay {
                 Metrics::inc(&self.metrics.players_disconnected_slow);
                 tracing::warn!(peer = %p.outbox.peer, "player too far behind: disconnecting");
             }
+        }
+        if let (true, Some(bell)) = (flush, &stream.flusher) {
+            bell.ring();
         }
     }
 
