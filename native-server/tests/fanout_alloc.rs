@@ -284,7 +284,7 @@ impl Publisher {
             let i = self.frame;
             self.frame += 1;
             let ts = i * FRAME_MS;
-            let key = i % GOP_FRAMES == 0;
+            let key = i.is_multiple_of(GOP_FRAMES);
             let mut video = BytesMut::new();
             video.extend_from_slice(&[if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0]);
             let nal_len = if key { KEYFRAME_BYTES } else { P_FRAME_BYTES };
