@@ -267,8 +267,12 @@ fn ffmpeg_publisher_over_loopback() {
         .filter_map(|f| ms(f, "captured_us", "encoded_us"))
         .collect();
     let p50 = median(encode);
+    // Capture is estimated as (FLV header arrival + pts); ffmpeg writes the header only after
+    // its encoders are initialised on the first frame, so the estimate's origin is late by up
+    // to about one frame's encode: with zerolatency the estimate may sit a few tens of ms
+    // below zero. Beyond that, or beyond 1 s, the timing is broken.
     assert!(
-        (0.0..1000.0).contains(&p50),
+        (-50.0..1000.0).contains(&p50),
         "capture → encoder output p50 {p50} ms"
     );
     let experiment = read_json(&out.join("experiment.json"));
