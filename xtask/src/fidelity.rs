@@ -905,16 +905,20 @@ fn run_rows(bin: &Path, rows: &[&'static Row], quick: bool, bound: Bound) -> (Ve
     (outcomes, started.elapsed().as_secs_f64())
 }
 
-/// `cargo xtask fidelity [--quick] [--out FILE] [--rows a,b,…]`.
+/// `cargo xtask fidelity [--quick] [--out FILE] [--rows a,b,…] [--bin RTMP_LAB]` (`--bin`: use
+/// that binary instead of building the release one, e.g. the debug build `cargo xtask test`
+/// uses).
 pub fn fidelity(args: &[String]) -> Result<(), String> {
     let mut quick = false;
     let mut out: Option<PathBuf> = None;
     let mut only: Option<Vec<String>> = None;
+    let mut bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--bin" => bin = Some(PathBuf::from(it.next().ok_or("--bin needs a path")?)),
             "--rows" => {
                 only = Some(
                     it.next()
@@ -927,7 +931,7 @@ pub fn fidelity(args: &[String]) -> Result<(), String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; usage: cargo xtask fidelity [--quick] \
-                     [--out FILE] [--rows ID,…]"
+                     [--out FILE] [--rows ID,…] [--bin RTMP_LAB]"
                 ))
             }
         }
@@ -952,11 +956,16 @@ pub fn fidelity(args: &[String]) -> Result<(), String> {
             .collect(),
         None => MATRIX.iter().collect(),
     };
-    run(
-        "build rtmp-lab (release)",
-        cargo().args(["build", "--release", "-p", "native-server"]),
-    )?;
-    let bin = root().join("target/release/rtmp-lab");
+    let bin = match bin {
+        Some(b) => b,
+        None => {
+            run(
+                "build rtmp-lab (release)",
+                cargo().args(["build", "--release", "-p", "native-server"]),
+            )?;
+            root().join("target/release/rtmp-lab")
+        }
+    };
     let bound = if quick { QUICK } else { TARGET };
     let load = loadavg();
     let (outcomes, total) = run_rows(&bin, &rows, quick, bound);

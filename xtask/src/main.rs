@@ -54,7 +54,7 @@ Commands:
               when notebooks/requirements.txt changed); executed copies go to
               target/notebooks/. Fails naming the notebook and cell. Installs python3-venv
               (apt) when missing.
-  fidelity [--quick] [--out FILE] [--rows ID,…]
+  fidelity [--quick] [--out FILE] [--rows ID,…] [--bin RTMP_LAB]
               Simulated vs measured over the TUN link emulator (root, Linux): runs the
               matrix of scenarios in xtask/src/fidelity.rs with `rtmp-lab experiment --link
               emulated --publisher replay` (release build) and checks each row's steady-state
