@@ -5,6 +5,11 @@
 //!
 //! Every output of the experiment carries [`Link::label`], so a loopback run is never mistaken
 //! for an emulated one.
+//!
+//! The emulated namespaces get the scenario's `experiment.congestion_control` (Reno by default:
+//! what `sim_core::net::TcpPath` models; they would otherwise inherit the host's, BBR on the
+//! lab's machines), and clients can use TCP Fast Open ([`SocketOpts::fast_open`]:
+//! `TCP_FASTOPEN_CONNECT`; the namespaces have `net.ipv4.tcp_fastopen = 3`).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
