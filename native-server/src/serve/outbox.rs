@@ -17,6 +17,13 @@
 //! control message (`UnpublishNotify` after the last frame), [`Outbox::commit_then_stage`]
 //! moves the queued media into `staged` first.
 //!
+//! On a runtime with one worker thread (the server pinned to one core) a second path takes
+//! the common case: the stream's flusher task (`relay::run_flusher`), woken once per fan-out,
+//! calls [`Outbox::flush_direct`] for every player, which — when the writer task is idle and
+//! nothing is staged — sends the due media itself in one non-blocking call, as nginx's event
+//! loop does; the writer task only takes over what a full socket leaves. The `writing` flag
+//! (set while the writer task has bytes in flight) keeps the two from ever reordering bytes.
+//!
 //! Locking: one small `std::sync::Mutex` per outbox, held only to push or take (never across
 //! an `.await`); the writer waits on a [`Doorbell`] (a flag and its waker) that new work and
 //! close both ring, so no wake-up is lost and a wait costs no waiter-list bookkeeping.
