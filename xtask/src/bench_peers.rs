@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{cargo, is_root, on_path, root, run};
+use super::{apt_install, cargo, is_root, on_path, root, run};
 
 /// A point is repeated when the server or the generator waited this long for a CPU (% of
 /// the window): the machine's other load was measured, not the server.
@@ -268,35 +268,7 @@ fn ensure_packages() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    let apt = format!(
-        "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    if !is_root() || !on_path("apt-get") {
-        return Err(format!(
-            "bench-peers needs {}: install with `sudo {apt}`",
-            missing.join(", ")
-        ));
-    }
-    let install = || {
-        run(
-            "install the peers and tools",
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    if install().is_err() {
-        run(
-            "apt-get update",
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        install().map_err(|e| format!("{e}\n  tried `{apt}`"))?;
-    }
-    Ok(())
+    apt_install(&missing, "bench-peers needs the peer and its tools")
 }
 
 /// The clip of BENCH.md, made once: 720p30 x264, keyframe every 2 s, 2.5 Mb/s CBR, AAC

@@ -368,41 +368,18 @@ fn ensure_rtmp_clients() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    let apt = format!(
-        "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    if !is_root() || !on_path("apt-get") {
-        return Err(format!(
-            "the end-to-end tests need real RTMP clients that are missing: {}\n  install \
-             them with `sudo {apt}` (Debian/Ubuntu) and run `cargo xtask test` again",
-            missing.join(", ")
-        ));
-    }
     eprintln!(
         "\n==> installing the real RTMP clients the end-to-end tests drive: {}",
         missing.join(" ")
     );
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        run("apt-get install", &mut c)
-    };
-    if install().is_err() {
-        run(
-            "apt-get update",
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        install().map_err(|e| format!("{e}\n  tried `{apt}`"))?;
-    }
+    apt_install(
+        &missing,
+        "the end-to-end tests need real RTMP clients that are missing",
+    )?;
     let still = missing_client_packages();
     if !still.is_empty() {
         return Err(format!(
-            "still missing after `{apt}`: {} (is GStreamer's registry cache stale? try \
+            "still missing after installing them: {} (is GStreamer's registry cache stale? try \
              `rm -rf ~/.cache/gstreamer-1.0`)",
             still.join(", ")
         ));
@@ -561,6 +538,39 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     fuzz_build()?;
     for t in targets {
         fuzz_run(t, seconds)?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` (with an `apt-get update` retry) as root; otherwise the command to run.
+pub(crate) fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
+    let apt = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if !is_root() || !on_path("apt-get") {
+        return Err(format!(
+            "{why}: install {} with `sudo {apt}` (Debian/Ubuntu) and try again",
+            packages.join(", ")
+        ));
+    }
+    let install = || {
+        run(
+            &format!("apt-get install {}", packages.join(" ")),
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if install().is_err() {
+        run(
+            "apt-get update",
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        install().map_err(|e| format!("{why}: {e}\n  tried `{apt}`"))?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::{cargo, is_root, on_path, root, run};
+use super::{apt_install, cargo, on_path, root, run};
 
 fn venv_dir() -> PathBuf {
     root().join("target/notebooks-venv")
@@ -242,39 +242,6 @@ fn execute(python: &Path, bin: &Path, notebooks: &[PathBuf]) -> Result<(), Strin
         "a notebook failed:\n{report}\n  the executed copies, with the traceback, are in {}",
         out.display()
     ))
-}
-
-/// `apt-get install` (with an `apt-get update` retry) as root; otherwise the command to run.
-fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
-    let apt = format!(
-        "apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
-    );
-    if !is_root() || !on_path("apt-get") {
-        return Err(format!(
-            "{why}: install {} with `sudo {apt}` (Debian/Ubuntu) and try again",
-            packages.join(", ")
-        ));
-    }
-    let install = || {
-        run(
-            &format!("apt-get install {}", packages.join(" ")),
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(packages)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    if install().is_err() {
-        run(
-            "apt-get update",
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        install().map_err(|e| format!("{why}: {e}\n  tried `{apt}`"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
