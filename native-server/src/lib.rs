@@ -7,4 +7,5 @@ pub mod bench;
 pub mod emu;
 pub mod experiment;
 pub mod protocol;
+pub mod scenario_file;
 pub mod serve;

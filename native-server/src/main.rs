@@ -8,10 +8,10 @@
 mod plot;
 mod report;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sim_core::engine::Engine;
-use sim_core::scenario::{self, Scenario};
+use sim_core::scenario::Scenario;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -179,24 +179,9 @@ fn main() {
 }
 
 fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
-    let mut s = match (&args.preset, &args.scenario) {
-        (Some(name), None) => scenario::preset(name)?,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("while reading scenario {}", path.display()))?;
-            let parsed = if is_ext(path, "json") {
-                Scenario::from_json(&text)
-            } else {
-                Scenario::from_toml(&text)
-            };
-            parsed.with_context(|| format!("in scenario {}", path.display()))?
-        }
-        (None, None) => bail!(
-            "give a scenario: --preset NAME (one of {}) or --scenario FILE",
-            scenario::PRESET_NAMES.join(", ")
-        ),
-        (Some(_), Some(_)) => bail!("give either --preset or --scenario, not both"),
-    };
+    let mut s =
+        native_server::scenario_file::load(args.preset.as_deref(), args.scenario.as_deref())?
+            .ok_or_else(|| native_server::scenario_file::missing(" or --scenario FILE"))?;
     if let Some(d) = args.duration {
         s.duration_s = d;
     }

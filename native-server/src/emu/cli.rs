@@ -2,9 +2,9 @@
 //! Ctrl-C or `--duration`, for running real tools across it by hand.
 
 use super::{EmuConfig, Emulator, StopReason};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use sim_core::net::{JitterDistribution, LossConfig, PathConfig};
-use sim_core::scenario::{self, Scenario};
+use sim_core::scenario::Scenario;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,27 +30,8 @@ pub struct EmulateArgs {
 }
 
 fn load(args: &EmulateArgs) -> Result<Scenario> {
-    let mut s = match (&args.preset, &args.scenario) {
-        (Some(name), None) => scenario::preset(name)?,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("while reading scenario {}", path.display()))?;
-            let parsed = if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-            {
-                Scenario::from_json(&text)
-            } else {
-                Scenario::from_toml(&text)
-            };
-            parsed.with_context(|| format!("in scenario {}", path.display()))?
-        }
-        (None, None) => bail!(
-            "give a scenario: --preset NAME (one of {}) or --scenario FILE",
-            scenario::PRESET_NAMES.join(", ")
-        ),
-        (Some(_), Some(_)) => bail!("give either --preset or --scenario, not both"),
-    };
+    let mut s = crate::scenario_file::load(args.preset.as_deref(), args.scenario.as_deref())?
+        .ok_or_else(|| crate::scenario_file::missing(" or --scenario FILE"))?;
     if let Some(seed) = args.seed {
         s.seed = seed;
     }

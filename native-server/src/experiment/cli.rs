@@ -76,33 +76,16 @@ pub struct ExperimentArgs {
     pub drain: f64,
 }
 
-fn is_ext(path: &Path, ext: &str) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
-}
-
 fn load(args: &ExperimentArgs, default_preset: Option<&str>) -> Result<Scenario> {
-    let mut s = match (&args.preset, &args.scenario) {
-        (Some(name), None) => scenario::preset(name)?,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("while reading scenario {}", path.display()))?;
-            let parsed = if is_ext(path, "json") {
-                Scenario::from_json(&text)
-            } else {
-                Scenario::from_toml(&text)
-            };
-            parsed.with_context(|| format!("in scenario {}", path.display()))?
+    let loaded = crate::scenario_file::load(args.preset.as_deref(), args.scenario.as_deref())?;
+    let mut s = match (loaded, default_preset) {
+        (Some(s), _) => s,
+        (None, Some(name)) => scenario::preset(name)?,
+        (None, None) => {
+            return Err(crate::scenario_file::missing(
+                ", --scenario FILE, or --observe URL",
+            ))
         }
-        (None, None) => match default_preset {
-            Some(name) => scenario::preset(name)?,
-            None => bail!(
-                "give a scenario: --preset NAME (one of {}), --scenario FILE, or --observe URL",
-                scenario::PRESET_NAMES.join(", ")
-            ),
-        },
-        (Some(_), Some(_)) => bail!("give either --preset or --scenario, not both"),
     };
     if let Some(seed) = args.seed {
         s.seed = seed;
