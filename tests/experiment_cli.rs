@@ -310,6 +310,12 @@ fn observe_a_stream_published_to_rtmp_lab_serve() {
             .arg(&url),
         dir.path(),
     );
+    assert!(
+        server.wait_published("live", &key, Duration::from_secs(15)),
+        "ffmpeg never published: {}",
+        ffmpeg.output()
+    );
+    // Let the server's ingest analysis see a GOP before observing.
     std::thread::sleep(Duration::from_millis(1500));
     let out = dir.path().join("run");
     let api = format!("http://{}", server.http);

@@ -59,26 +59,6 @@ fn ffmpeg_publisher(url: &str, size: &str, seconds: u32, dir: &Path) -> Proc {
     )
 }
 
-/// Waits until `/api/streams` lists `app/key` with a publisher (at most `timeout`).
-fn wait_published(server: &Server, app: &str, key: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(r) = http::get(server.http, "/api/streams") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) {
-                let found = v.as_array().is_some_and(|a| {
-                    a.iter()
-                        .any(|s| s["app"] == app && s["key"] == key && !s["publisher"].is_null())
-                });
-                if found {
-                    return true;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 /// `ffmpeg -v error -i file -f null -`: the decoder's complaints (empty when clean).
 fn decode_errors(file: &Path) -> String {
     let o = Command::new("ffmpeg")
@@ -205,7 +185,7 @@ fn ffmpeg_publishes_720p30_and_ffmpeg_records_it_and_the_api_describes_it() {
     let t0 = Instant::now();
     let mut publisher = ffmpeg_publisher(&url, "1280x720", 8, dir.path());
     let mut failures = Vec::new();
-    if !wait_published(&server, "live", "e2e", Duration::from_secs(10)) {
+    if !server.wait_published("live", "e2e", Duration::from_secs(10)) {
         failures.push("live/e2e never appeared in /api/streams with a publisher".to_string());
         report(&failures, &[&publisher], &server, dir);
         unreachable!();
@@ -360,7 +340,7 @@ fn rtmpdump_plays_a_stream_published_by_ffmpeg() {
     let url = server.url("live", "rtmpdump");
     let mut publisher = ffmpeg_publisher(&url, "320x240", 10, dir.path());
     let mut failures = Vec::new();
-    if !wait_published(&server, "live", "rtmpdump", Duration::from_secs(10)) {
+    if !server.wait_published("live", "rtmpdump", Duration::from_secs(10)) {
         failures.push("live/rtmpdump never got a publisher".to_string());
         report(&failures, &[&publisher], &server, dir);
         unreachable!();
@@ -455,7 +435,7 @@ fn gstreamer_rtmp2sink_publishes_and_rtmp2src_plays() {
         dir.path(),
     );
     let mut failures = Vec::new();
-    if !wait_published(&server, "live", "gst", Duration::from_secs(10)) {
+    if !server.wait_published("live", "gst", Duration::from_secs(10)) {
         failures.push("live/gst never got a publisher (rtmp2sink)".to_string());
         report(&failures, &[&publisher], &server, dir);
         unreachable!();
@@ -543,7 +523,7 @@ fn rtmp2src_plays_what_ffmpeg_publishes() {
     let url = server.url("live", "cross");
     let mut publisher = ffmpeg_publisher(&url, "320x240", 6, dir.path());
     let mut failures = Vec::new();
-    if !wait_published(&server, "live", "cross", Duration::from_secs(10)) {
+    if !server.wait_published("live", "cross", Duration::from_secs(10)) {
         failures.push("live/cross never got a publisher".to_string());
         report(&failures, &[&publisher], &server, dir);
         unreachable!();

@@ -262,6 +262,27 @@ impl Server {
         format!("rtmp://{}/{app}/{key}", self.rtmp)
     }
 
+    /// Waits until `/api/streams` lists `app/key` with a publisher (at most `timeout`).
+    pub fn wait_published(&self, app: &str, key: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(r) = crate::http::get(self.http, "/api/streams") {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) {
+                    let found = v.as_array().is_some_and(|a| {
+                        a.iter().any(|s| {
+                            s["app"] == app && s["key"] == key && !s["publisher"].is_null()
+                        })
+                    });
+                    if found {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// The server's output so far (last `max` bytes).
     pub fn logs(&self, max: usize) -> String {
         tail(&self.log, max)
